@@ -1,0 +1,1 @@
+"""Compatibility fixes for this stack (placeholder, filled by foundation)."""

@@ -1,0 +1,2 @@
+"""Datasets and transforms."""
+from .transforms import *  # noqa: F401,F403

@@ -1,1 +1,4 @@
 """Mask generators."""
+from .masking import RandomPatchMaskGenerator, UniformMaskGenerator
+
+__all__ = ['UniformMaskGenerator', 'RandomPatchMaskGenerator']

@@ -1,0 +1,4 @@
+"""Self-supervised algorithms."""
+from .ummae import UMMAE
+
+__all__ = ['UMMAE']

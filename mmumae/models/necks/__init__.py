@@ -1,0 +1,4 @@
+"""Decoders."""
+from .ummae_decoder import UMMAEPretrainDecoder
+
+__all__ = ['UMMAEPretrainDecoder']

@@ -1,0 +1,169 @@
+"""UM-MAE decoder: from the compact last-stage map to per-patch pixels."""
+from typing import Optional, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmcv.cnn import build_norm_layer
+from mmengine.model import BaseModule, ModuleList
+from mmengine.model.weight_init import trunc_normal_
+from mmpretrain.models.backbones.vision_transformer import \
+    TransformerEncoderLayer
+from mmpretrain.models.utils import build_2d_sincos_position_embedding
+from torch import Tensor
+
+from mmumae.registry import MODELS
+from ..utils import kept_patch_ids, masked_patch_ids
+
+_POS_ORDERS = ('true', 'reference')
+
+
+@MODELS.register_module()
+class UMMAEPretrainDecoder(BaseModule):
+    """MAE-style decoder for UM-MAE on pyramid (or plain) encoders.
+
+    The encoder's last map on the compact grid, ``(B, C, h, w)`` (Swin-T:
+    768 x 4 x 4), goes through a Linear to ``upscale**2 * embed_dims`` and a
+    PixelShuffle, giving one token per kept mask patch in block order (8 x 8
+    = 64 at 256 px). Each gets the fixed 2-D sin-cos embedding of its
+    patch position; a learnable mask token (plus its position embedding) is
+    appended for every US-removed patch; transformer blocks, LayerNorm and a
+    Linear predict the ``patch_size**2 * in_chans`` pixels of every patch.
+    The output is restored to raster order on the full mask grid.
+
+    Position order: ``'true'`` (default) gives each visible token the
+    embedding of its own original patch. ``'reference'`` reproduces the
+    official implementation, which takes the visible embeddings in raster
+    order of the kept patches although the tokens come in block order; use
+    it only to continue from converted official checkpoints or to check
+    equivalence with that code.
+
+    Args:
+        in_channels (int): Channels of the encoder's last map. Defaults to 768.
+        embed_dims (int): Decoder width. Defaults to 512.
+        depth (int): Decoder blocks (Swin-L: 8). Defaults to 2.
+        num_heads (int): Heads. Defaults to 16.
+        mlp_ratio (float): FFN ratio. Defaults to 4.
+        upscale (int): PixelShuffle factor, encoder stride / mask-patch size
+            on the compact grid (2 for Swin/PVT, 1 for ViT). Defaults to 2.
+        input_size (int): Pre-training image size. Defaults to 256.
+        patch_size (int): Mask-patch size predicted per token. Defaults to 16.
+        in_chans (int): Image channels. Defaults to 3.
+        pos_order (str): ``'true'`` or ``'reference'``. Defaults to 'true'.
+        norm_cfg (dict): Norm config. Defaults to LN with eps 1e-6.
+        init_cfg (dict, optional): Initialisation config.
+    """
+
+    def __init__(self,
+                 in_channels: int = 768,
+                 embed_dims: int = 512,
+                 depth: int = 2,
+                 num_heads: int = 16,
+                 mlp_ratio: float = 4.,
+                 upscale: int = 2,
+                 input_size: int = 256,
+                 patch_size: int = 16,
+                 in_chans: int = 3,
+                 pos_order: str = 'true',
+                 norm_cfg: dict = dict(type='LN', eps=1e-6),
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        if pos_order not in _POS_ORDERS:
+            raise ValueError(f'UMMAEPretrainDecoder: pos_order must be one of '
+                             f'{_POS_ORDERS}, got {pos_order!r}.')
+        if input_size % (2 * patch_size):
+            raise ValueError(
+                f'UMMAEPretrainDecoder: input_size={input_size} is not a '
+                f'multiple of 2 x patch_size={2 * patch_size}.')
+        self.in_channels = in_channels
+        self.embed_dims = embed_dims
+        self.upscale = upscale
+        self.patch_size = patch_size
+        self.pos_order = pos_order
+        self.grid = input_size // patch_size
+        self.decoder_embed = nn.Linear(in_channels, upscale**2 * embed_dims)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, embed_dims))
+        self.decoder_pos_embed = nn.Parameter(
+            torch.zeros(1, self.grid**2, embed_dims), requires_grad=False)
+        self.decoder_blocks = ModuleList([
+            TransformerEncoderLayer(
+                embed_dims,
+                num_heads,
+                int(mlp_ratio * embed_dims),
+                qkv_bias=True,
+                norm_cfg=norm_cfg) for _ in range(depth)
+        ])
+        self.decoder_norm = build_norm_layer(norm_cfg, embed_dims)[1]
+        self.decoder_pred = nn.Linear(embed_dims, patch_size**2 * in_chans)
+
+    def init_weights(self) -> None:
+        """Sin-cos position embedding, truncated-normal linears."""
+        super().init_weights()
+        pos = build_2d_sincos_position_embedding(
+            self.grid, self.embed_dims, cls_token=False)
+        self.decoder_pos_embed.data.copy_(pos.float())
+        trunc_normal_(self.mask_token, std=.02)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def _expand(self, x: Tensor) -> Tensor:
+        """``(B, C, h, w)`` -> ``(B, h*r * w*r, D)`` tokens, compact order."""
+        x = self.decoder_embed(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        if self.upscale > 1:
+            x = F.pixel_shuffle(x, self.upscale)
+        return x.flatten(2).transpose(1, 2)
+
+    def visible_position_ids(self, kept_ids: Tensor) -> Tensor:
+        """Patch ids whose embeddings the visible tokens receive."""
+        if self.pos_order == 'reference':
+            return torch.sort(kept_ids, dim=1).values
+        return kept_ids
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        """Predict every patch.
+
+        Args:
+            x (Tensor): Encoder's last map ``(B, C, h, w)`` on the compact
+                grid.
+            mask (Tensor): The US mask ``(B, gh, gw)``, True = removed.
+
+        Returns:
+            Tensor: ``(B, gh*gw, patch_size**2 * in_chans)`` predictions in
+            raster order of the full mask grid.
+        """
+        b, gh, gw = mask.shape
+        if gh * gw != self.decoder_pos_embed.shape[1]:
+            raise ValueError(
+                f'UMMAEPretrainDecoder: the mask grid is {gh}x{gw} but the '
+                f'decoder was built for input_size={self.grid * self.patch_size}'
+                f' ({self.grid}x{self.grid}); set input_size to the image size.')
+        vis = self._expand(x)
+        kept = kept_patch_ids(mask, 'UMMAEPretrainDecoder', check=False)
+        if vis.shape[1] != kept.shape[1]:
+            raise ValueError(
+                f'UMMAEPretrainDecoder: the encoder gives {vis.shape[1]} tokens '
+                f'after upscale={self.upscale} but the mask keeps '
+                f'{kept.shape[1]} patches; check upscale and the encoder.')
+        removed = masked_patch_ids(mask)
+        pos = self.decoder_pos_embed.expand(b, -1, -1).to(vis.dtype)
+        dim = self.embed_dims
+
+        def take(ids: Tensor) -> Tensor:
+            return torch.gather(pos, 1, ids[..., None].expand(-1, -1, dim))
+
+        vis = vis + take(self.visible_position_ids(kept))
+        masked = self.mask_token.to(vis.dtype) + take(removed)
+        tokens = torch.cat([vis, masked], dim=1)
+        for blk in self.decoder_blocks:
+            tokens = blk(tokens)
+        pred = self.decoder_pred(self.decoder_norm(tokens))
+        order = torch.cat([kept, removed], dim=1)
+        out = torch.empty_like(pred)
+        out.scatter_(1, order[..., None].expand_as(pred), pred)
+        return out

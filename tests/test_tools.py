@@ -1,0 +1,441 @@
+"""tools/train.py and tools/test.py, end to end on the CPU.
+
+Each end-to-end test runs a tool as a subprocess (the way users run it)
+with a real mmengine Runner, a tiny stock mmpretrain model (MAE ViT with one
+32-dim layer on 32-px images, or a ViT classifier) and a few random JPEGs in
+CustomDataset folder format written to a temporary directory. The command-
+line semantics are also checked in-process on the config, without a Runner.
+"""
+import importlib.util
+import json
+import os
+import os.path as osp
+import pickle
+import re
+import subprocess
+import sys
+from argparse import Namespace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from mmengine.config import Config
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+TRAIN = REPO / 'tools' / 'train.py'
+TEST = REPO / 'tools' / 'test.py'
+RUNTIME = REPO / 'configs' / '_base_' / 'default_runtime.py'
+SCHEDULE_200E = (
+    REPO / 'configs' / '_base_' / 'schedules' / 'ummae_adamw_coslr-200e.py')
+HAS_GPU = torch.cuda.is_available()
+FALLBACK_WARNING = 'falling back to OptimWrapper in fp32'
+
+# Class 'a' has 6 images, class 'b' 2: a classifier that always answers 'b'
+# scores exactly 25% top-1, one that always answers 'a' 75%.
+CLASS_SIZES = {'a': 6, 'b': 2}
+
+MAE_MODEL = """
+model = dict(
+    type='MAE',
+    backbone=dict(
+        type='MAEViT',
+        arch=dict(embed_dims=32, num_layers=1, num_heads=2,
+                  feedforward_channels=64),
+        img_size=32, patch_size=8, mask_ratio=0.75),
+    neck=dict(
+        type='MAEPretrainDecoder', num_patches=16, patch_size=8, in_chans=3,
+        embed_dim=32, decoder_embed_dim=16, decoder_depth=1,
+        decoder_num_heads=2, mlp_ratio=2.),
+    head=dict(
+        type='MAEPretrainHead', norm_pix=True, patch_size=8,
+        loss=dict(type='PixelReconstructionLoss', criterion='L2')))
+data_preprocessor = dict(
+    type='SelfSupDataPreprocessor', mean=[123.675, 116.28, 103.53],
+    std=[58.395, 57.12, 57.375], to_rgb=True)
+train_dataloader = dict(
+    batch_size=2, num_workers=0, persistent_workers=False,
+    sampler=dict(type='DefaultSampler', shuffle=True),
+    collate_fn=dict(type='default_collate'),
+    dataset=dict(
+        type='CustomDataset', data_root='{data}', with_label=False,
+        pipeline=[
+            dict(type='LoadImageFromFile'),
+            dict(type='RandomResizedCrop', scale=32, crop_ratio_range=(0.2, 1.0)),
+            dict(type='RandomFlip', prob=0.5),
+            dict(type='PackInputs'),
+        ]))
+"""
+
+# Iteration-based: checkpoints every 2 iterations, log every iteration.
+MAE_ITERS = """
+_base_ = ['{runtime}']
+{model}
+optim_wrapper = dict(
+    type='OptimWrapper', optimizer=dict(type='AdamW', lr=1e-3))
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=2)
+default_hooks = dict(
+    logger=dict(type='LoggerHook', interval=1),
+    checkpoint=dict(type='CheckpointHook', interval=2, by_epoch=False))
+log_processor = dict(by_epoch=False)
+"""
+
+# The shared pre-training schedule as is (AmpOptimWrapper), one epoch.
+MAE_PAPER_SCHEDULE = """
+_base_ = ['{runtime}', '{schedule}']
+{model}
+train_cfg = dict(max_epochs=1)
+default_hooks = dict(logger=dict(type='LoggerHook', interval=1))
+"""
+
+CLASSIFIER = """
+_base_ = ['{runtime}']
+model = dict(
+    type='ImageClassifier',
+    backbone=dict(
+        type='VisionTransformer',
+        arch=dict(embed_dims=32, num_layers=1, num_heads=2,
+                  feedforward_channels=64),
+        img_size=32, patch_size=8),
+    head=dict(
+        type='VisionTransformerClsHead', num_classes=2, in_channels=32,
+        loss=dict(type='CrossEntropyLoss')))
+data_preprocessor = dict(
+    num_classes=2, mean=[123.675, 116.28, 103.53],
+    std=[58.395, 57.12, 57.375], to_rgb=True)
+_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=32),
+    dict(type='PackInputs'),
+]
+train_dataloader = dict(
+    batch_size=2, num_workers=0,
+    sampler=dict(type='DefaultSampler', shuffle=True),
+    dataset=dict(type='CustomDataset', data_root='{data}',
+                 pipeline=_pipeline))
+test_dataloader = dict(
+    batch_size=3, num_workers=0,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(type='CustomDataset', data_root='{data}',
+                 pipeline=_pipeline))
+test_evaluator = dict(type='Accuracy', topk=(1, ))
+test_cfg = dict()
+optim_wrapper = dict(optimizer=dict(type='SGD', lr=0.0))
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=1)
+default_hooks = dict(
+    checkpoint=dict(type='CheckpointHook', interval=1, by_epoch=False))
+"""
+
+
+def _load_tool(path: Path, name: str):
+    """Import a tools/ script as a module (for its functions)."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+train_tool = _load_tool(TRAIN, 'mmumae_tools_train')
+test_tool = _load_tool(TEST, 'mmumae_tools_test')
+
+
+@pytest.fixture(scope='module')
+def data_dir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp('data')
+    rng = np.random.default_rng(0)
+    for cls, count in CLASS_SIZES.items():
+        (root / cls).mkdir()
+        for i in range(count):
+            pixels = rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / cls / f'{i}.JPEG')
+    return root
+
+
+def _write(path: Path, template: str, data_dir: Path, **extra) -> Path:
+    text = template.format(
+        runtime=RUNTIME, schedule=SCHEDULE_200E, data=data_dir,
+        model=MAE_MODEL.format(data=data_dir), **extra)
+    path.write_text(text)
+    return path
+
+
+def _run(tool: Path, *args, cwd: Path) -> str:
+    """Run a tool with this interpreter; return stdout+stderr, assert rc 0."""
+    env = dict(os.environ, PYTHONUNBUFFERED='1')
+    proc = subprocess.run([sys.executable, str(tool), *map(str, args)],
+                          cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=300)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-4000:]
+    return output
+
+
+def _log_text(work_dir: Path) -> str:
+    """The text of every run log mmengine wrote under work_dir."""
+    logs = sorted(work_dir.glob('*/*.log'))
+    assert logs, f'no log under {work_dir}'
+    return '\n'.join(p.read_text() for p in logs)
+
+
+def _last_checkpoint(work_dir: Path) -> str:
+    return osp.basename((work_dir / 'last_checkpoint').read_text().strip())
+
+
+# ----------------------------------------------------------------------------
+# End to end (subprocess, real Runner)
+# ----------------------------------------------------------------------------
+
+
+def test_train_writes_checkpoint_log_and_applies_cfg_options(
+        tmp_path, data_dir):
+    cfg = _write(tmp_path / 'mae_tiny.py', MAE_ITERS, data_dir)
+    work_dir = tmp_path / 'custom_work_dir'
+    _run(TRAIN, cfg, '--work-dir', work_dir, '--cfg-options',
+         'optim_wrapper.optimizer.lr=0.0123', 'train_cfg.max_iters=3',
+         cwd=tmp_path)
+
+    # --work-dir: everything went there, not to work_dirs/mae_tiny.
+    assert not (tmp_path / 'work_dirs').exists()
+    # --cfg-options: 3 iterations instead of 2 (checkpoints at 2 and the end)
+    assert (work_dir / 'iter_2.pth').is_file()
+    assert (work_dir / 'iter_3.pth').is_file()
+    assert _last_checkpoint(work_dir) == 'iter_3.pth'
+    log = _log_text(work_dir)
+    assert 'lr: 1.2300e-02' in log
+    losses = re.findall(r'Iter\(train\) \[(\d)/3\].*loss: ([0-9.]+)', log)
+    assert [it for it, _ in losses] == ['1', '2', '3']
+    assert all(np.isfinite(float(loss)) for _, loss in losses)
+    # The config as run is dumped next to the checkpoints.
+    dumped = Config.fromfile(work_dir / 'mae_tiny.py')
+    assert dumped.optim_wrapper.optimizer.lr == pytest.approx(0.0123)
+    assert dumped.work_dir == str(work_dir)
+    # The shared runtime imports mmumae in every process.
+    assert dumped.custom_imports.imports == ['mmumae']
+    ckpt = torch.load(work_dir / 'iter_3.pth', map_location='cpu',
+                      weights_only=False)  # our own file
+    assert ckpt['meta']['iter'] == 3
+    assert 'backbone.layers.0.attn.qkv.weight' in ckpt['state_dict']
+
+
+@pytest.mark.skipif(HAS_GPU, reason='a GPU runs AmpOptimWrapper as is')
+def test_amp_schedule_falls_back_to_fp32_on_cpu(tmp_path, data_dir):
+    # The paper schedule (AmpOptimWrapper, loss_scale='dynamic') unedited.
+    assert Config.fromfile(SCHEDULE_200E).optim_wrapper.type == \
+        'AmpOptimWrapper'
+    cfg = _write(tmp_path / 'mae_tiny_amp.py', MAE_PAPER_SCHEDULE, data_dir)
+    work_dir = tmp_path / 'wd'
+    output = _run(TRAIN, cfg, '--work-dir', work_dir, cwd=tmp_path)
+
+    assert FALLBACK_WARNING in output
+    log = _log_text(work_dir)
+    assert re.search(r'WARNING - .*AmpOptimWrapper.*' + FALLBACK_WARNING,
+                     log)
+    # 8 images / batch 2 = one epoch of 4 iterations, then a checkpoint.
+    assert 'Epoch(train) [1][4/4]' in log
+    assert (work_dir / 'epoch_1.pth').is_file()
+    dumped = Config.fromfile(work_dir / 'mae_tiny_amp.py')
+    assert dumped.optim_wrapper.type == 'OptimWrapper'
+    assert 'loss_scale' not in dumped.optim_wrapper
+    # Everything else of the schedule is kept.
+    assert dumped.optim_wrapper.optimizer.betas == (0.9, 0.95)
+    assert dumped.optim_wrapper.paramwise_cfg.custom_keys['mask_token'] == \
+        dict(decay_mult=0.0)
+
+
+def test_resume_continues_from_saved_iteration(tmp_path, data_dir):
+    cfg = _write(tmp_path / 'mae_tiny.py', MAE_ITERS, data_dir)
+    _run(TRAIN, cfg, cwd=tmp_path)  # 2 iterations into the default work dir
+    work_dir = tmp_path / 'work_dirs' / 'mae_tiny'
+    assert _last_checkpoint(work_dir) == 'iter_2.pth'
+    first_log = _log_text(work_dir)
+
+    _run(TRAIN, cfg, '--resume', '--cfg-options', 'train_cfg.max_iters=4',
+         cwd=tmp_path)
+    log = _log_text(work_dir)[len(first_log):]
+    assert 'iter_2.pth' in log and 'resumed epoch: 0, iter: 2' in log
+    trained = re.findall(r'Iter\(train\) \[(\d)/4\]', log)
+    assert trained == ['3', '4']  # continued, did not start over
+    assert _last_checkpoint(work_dir) == 'iter_4.pth'
+    ckpt = torch.load(work_dir / 'iter_4.pth', map_location='cpu',
+                      weights_only=False)  # our own file
+    assert ckpt['meta']['iter'] == 4
+    # Adam's step counter went on from the resumed state: 4, not 2.
+    steps = {int(s['step']) for s in ckpt['optimizer']['state'].values()}
+    assert steps == {4}
+
+
+def test_test_tool_evaluates_the_given_checkpoint(tmp_path, data_dir):
+    cfg = _write(tmp_path / 'cls_tiny.py', CLASSIFIER, data_dir)
+    _run(TRAIN, cfg, '--work-dir', tmp_path / 'train', cwd=tmp_path)
+    path = tmp_path / 'train' / 'iter_1.pth'
+    # Edit the trained checkpoint (it keeps its optimizer and message-hub
+    # state) so that the model answers class 'b' whatever the image.
+    ckpt = torch.load(path, map_location='cpu', weights_only=False)
+    state = ckpt['state_dict']
+    state['head.layers.head.weight'].zero_()
+    state['head.layers.head.bias'].copy_(torch.tensor([0.0, 5.0]))
+    torch.save(ckpt, path)
+
+    work_dir = tmp_path / 'test'
+    out = tmp_path / 'preds.pkl'
+    _run(TEST, cfg, path, '--work-dir', work_dir, '--out', out,
+         '--cfg-options', 'test_dataloader.batch_size=4', cwd=tmp_path)
+
+    metrics = [
+        json.loads(line) for p in work_dir.glob('*/*.json')
+        for line in p.read_text().splitlines()
+    ]
+    assert metrics[-1]['accuracy/top1'] == pytest.approx(25.0)
+    with open(out, 'rb') as f:
+        preds = pickle.load(f)
+    assert len(preds) == sum(CLASS_SIZES.values())
+    assert {int(p['pred_label']) for p in preds} == {1}
+    # --cfg-options reached the test loop: 8 images in 2 batches of 4.
+    assert 'Epoch(test) [2/2]' in _log_text(work_dir)
+
+
+# ----------------------------------------------------------------------------
+# Command-line semantics (in-process, on the config only)
+# ----------------------------------------------------------------------------
+
+
+def _train_args(config: str, *argv) -> Namespace:
+    return train_tool.parse_args([config, *argv])
+
+
+def _mae_cfg(tmp_path: Path, data_dir: Path, template: str) -> Path:
+    return _write(tmp_path / 'mae_tiny.py', template, data_dir)
+
+
+def test_default_work_dir_is_named_after_the_config(tmp_path, data_dir):
+    path = str(_mae_cfg(tmp_path, data_dir, MAE_ITERS))
+    cfg = Config.fromfile(path)
+    train_tool.merge_args(cfg, _train_args(path))
+    assert cfg.work_dir == osp.join('work_dirs', 'mae_tiny')
+    assert cfg.launcher == 'none'
+
+    # A work_dir written in the config wins over the default ...
+    cfg = Config.fromfile(path)
+    cfg.work_dir = 'from_config'
+    train_tool.merge_args(cfg, _train_args(path))
+    assert cfg.work_dir == 'from_config'
+    # ... and --work-dir over both, also over --cfg-options.
+    cfg = Config.fromfile(path)
+    train_tool.merge_args(
+        cfg,
+        _train_args(path, '--work-dir', 'cli', '--cfg-options',
+                    'work_dir=opt'))
+    assert cfg.work_dir == 'cli'
+
+
+def test_resume_flag_forms(tmp_path, data_dir):
+    path = str(_mae_cfg(tmp_path, data_dir, MAE_ITERS))
+    cfg = Config.fromfile(path)
+    train_tool.merge_args(cfg, _train_args(path))
+    assert cfg.resume is False and cfg.load_from is None
+
+    cfg = Config.fromfile(path)
+    train_tool.merge_args(cfg, _train_args(path, '--resume'))
+    assert cfg.resume is True and cfg.load_from is None  # latest in work_dir
+
+    cfg = Config.fromfile(path)
+    train_tool.merge_args(cfg, _train_args(path, '--resume', 'x/iter_2.pth'))
+    assert cfg.resume is True and cfg.load_from == 'x/iter_2.pth'
+
+
+def test_auto_scale_lr_no_validate_and_local_rank(tmp_path, data_dir):
+    path = str(_write(tmp_path / 'amp.py', MAE_PAPER_SCHEDULE, data_dir))
+    cfg = Config.fromfile(path)
+    cfg.val_dataloader = dict(batch_size=1)
+    cfg.val_evaluator = dict(type='Accuracy')
+    cfg.val_cfg = dict()
+    args = _train_args(path, '--auto-scale-lr', '--no-validate',
+                       '--local_rank', '0')
+    train_tool.merge_args(cfg, args)
+    assert cfg.auto_scale_lr == dict(base_batch_size=4096, enable=True)
+    assert cfg.val_dataloader is None and cfg.val_evaluator is None
+    assert cfg.val_cfg is None
+    assert _train_args(path, '--local-rank', '3').local_rank == 3
+
+    # A config without a reference batch size cannot be scaled.
+    cfg = Config.fromfile(str(_mae_cfg(tmp_path, data_dir, MAE_ITERS)))
+    with pytest.raises(ValueError, match='base_batch_size'):
+        train_tool.merge_args(cfg, _train_args(path, '--auto-scale-lr'))
+
+
+def test_dataloader_defaults_stay_valid_with_zero_workers(tmp_path, data_dir):
+    path = str(_write(tmp_path / 'amp.py', MAE_PAPER_SCHEDULE, data_dir))
+    cfg = Config.fromfile(path)
+    cfg.train_dataloader.persistent_workers = True
+    train_tool.merge_args(cfg, _train_args(path))
+    loader = cfg.train_dataloader
+    # torch refuses persistent_workers=True with num_workers=0
+    assert loader.num_workers == 0 and loader.persistent_workers is False
+    assert loader.pin_memory is HAS_GPU
+
+
+@pytest.mark.skipif(HAS_GPU, reason='checks the CPU fall-back')
+def test_amp_resolution_on_cpu():
+    cfg = Config(
+        dict(optim_wrapper=dict(
+            type='AmpOptimWrapper', loss_scale='dynamic', dtype='float16',
+            optimizer=dict(type='AdamW', lr=1.0), clip_grad=None)))
+    messages = train_tool.resolve_amp(cfg)
+    assert cfg.optim_wrapper == dict(
+        type='OptimWrapper', optimizer=dict(type='AdamW', lr=1.0),
+        clip_grad=None)
+    assert len(messages) == 1 and FALLBACK_WARNING in messages[0]
+
+    # --amp on a plain config: nothing to switch, but say it is ignored.
+    cfg = Config(dict(optim_wrapper=dict(optimizer=dict(type='SGD', lr=1.))))
+    messages = train_tool.resolve_amp(cfg, enable_amp=True)
+    assert 'type' not in cfg.optim_wrapper
+    assert len(messages) == 1 and '--amp' in messages[0]
+
+    # One wrapper per sub-model (a multi-optimizer constructor).
+    cfg = Config(
+        dict(optim_wrapper=dict(
+            constructor='MyConstructor',
+            generator=dict(type='AmpOptimWrapper', loss_scale=512.,
+                           optimizer=dict(type='Adam', lr=1.)),
+            discriminator=dict(type='OptimWrapper',
+                               optimizer=dict(type='Adam', lr=1.)))))
+    messages = train_tool.resolve_amp(cfg)
+    assert cfg.optim_wrapper.generator.type == 'OptimWrapper'
+    assert 'loss_scale' not in cfg.optim_wrapper.generator
+    assert cfg.optim_wrapper.constructor == 'MyConstructor'
+    assert len(messages) == 1
+
+    # A config without AMP is left alone and nothing is logged.
+    cfg = Config(dict(optim_wrapper=dict(type='OptimWrapper')))
+    assert train_tool.resolve_amp(cfg) == []
+
+
+@pytest.mark.skipif(HAS_GPU, reason='checks the CPU-only refusal')
+def test_distributed_launch_on_cpu_fails_with_advice():
+    for tool in (train_tool, test_tool):
+        with pytest.raises(SystemExit, match='--launcher none'):
+            tool.check_launcher('pytorch')
+        tool.check_launcher('none')
+
+
+def test_test_tool_arguments(tmp_path, data_dir):
+    path = str(_write(tmp_path / 'cls_tiny.py', CLASSIFIER, data_dir))
+    cfg = Config.fromfile(path)
+    args = test_tool.parse_args([path, 'w.pth', '--out', 'r.pkl'])
+    test_tool.merge_args(cfg, args)
+    assert cfg.load_from == 'w.pth' and cfg.resume is False
+    assert cfg.work_dir == osp.join('work_dirs', 'cls_tiny')
+    assert [m['type'] for m in cfg.test_evaluator] == [
+        'Accuracy', 'DumpResults'
+    ]
+    with pytest.raises(ValueError, match='.pkl'):
+        test_tool.merge_args(
+            Config.fromfile(path),
+            test_tool.parse_args([path, 'w.pth', '--out', 'r.json']))
+    # A pre-training config has nothing to test on.
+    mae = str(_mae_cfg(tmp_path, data_dir, MAE_ITERS))
+    with pytest.raises(ValueError, match='test_dataloader'):
+        test_tool.merge_args(
+            Config.fromfile(mae), test_tool.parse_args([mae, 'w.pth']))

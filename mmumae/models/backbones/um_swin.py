@@ -633,6 +633,32 @@ class UMSwinTransformer(BaseModule):
             radii = [None] * self.num_stages
         return self._forward_stages(x, coords, quanta, radii)
 
+    def token_coordinates(self, x: Tensor, mask: Optional[Tensor] = None,
+                          sm_mask: Optional[Tensor] = None) -> List[Tensor]:
+        """Original coordinates of every token, per stage.
+
+        Returns one ``(Bc, H_i, W_i, 2)`` float tensor per stage, in that
+        stage's token units (first-stage coordinates halved at every
+        downsampling), exactly the values the position MLP sees. UM mode
+        when both masks are given, else the regular grid.
+        """
+        if mask is not None and sm_mask is not None:
+            coords = self._compact_input(x, mask, sm_mask)[2]
+        else:
+            coords = self._grid_coords(x.shape[2] // self.patch_size,
+                                       x.shape[3] // self.patch_size, x.device)
+        out = []
+        for i in range(self.num_stages):
+            if i > 0:
+                coords = self._downsample_coords(coords)
+            out.append(coords.float() / 2**i)
+        return out
+
+    @staticmethod
+    def _downsample_coords(coords: Tensor) -> Tensor:
+        """Coordinates follow the 2x2 stride-2 conv: keep the top-left."""
+        return coords[:, ::2, ::2]
+
     @staticmethod
     def _grid_coords(h: int, w: int, device) -> Tensor:
         rows = torch.arange(h, device=device)
@@ -646,7 +672,7 @@ class UMSwinTransformer(BaseModule):
         for i, stage in enumerate(self.stages):
             if stage.downsample is not None:
                 x = stage.downsample(x)
-                coords = coords[:, ::2, ::2]
+                coords = self._downsample_coords(coords)
             radius = radii[i]
             if radius is None:  # regular grid: differences stay in a window
                 radius = max(min(self.window_size, max(x.shape[1:3])) - 1, 0)

@@ -181,8 +181,10 @@ def test_mask_errors_are_clear():
     model = UMSwinTransformer(arch=TINY_SWIN, window_size=4)
     x = torch.randn(1, 3, 64, 64)
     mask, sm = _um_masks(1, size=64)
-    with pytest.raises(ValueError, match='does not match the 8x8 mask grid'):
+    with pytest.raises(ValueError, match='implies 8-px mask patches'):
         model(x, torch.zeros(1, 8, 8, dtype=torch.bool), sm)
+    with pytest.raises(ValueError, match='does not match the 3x3 mask grid'):
+        model(x, torch.zeros(1, 3, 3, dtype=torch.bool), sm)
     bad = torch.zeros(1, 4, 4, dtype=torch.bool)  # keeps everything
     with pytest.raises(ValueError, match='not a uniform-sampling mask'):
         model(x, bad, sm)

@@ -62,7 +62,8 @@ train_dataloader = dict(
         type='CustomDataset', data_root='{data}', with_label=False,
         pipeline=[
             dict(type='LoadImageFromFile'),
-            dict(type='RandomResizedCrop', scale=32, crop_ratio_range=(0.2, 1.0)),
+            dict(type='RandomResizedCrop', scale=32,
+                 crop_ratio_range=(0.2, 1.0)),
             dict(type='RandomFlip', prob=0.5),
             dict(type='PackInputs'),
         ]))

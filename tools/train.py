@@ -28,7 +28,9 @@ _REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 try:
     import mmumae  # noqa: F401  (registers modules, applies compat fixes)
-except ImportError:  # running from a checkout that is not pip-installed
+except ModuleNotFoundError as err:  # a checkout that is not installed
+    if err.name != 'mmumae':
+        raise
     sys.path.insert(0, _REPO_ROOT)
     import mmumae  # noqa: F401
 

@@ -11,6 +11,12 @@ import torch
 from mmengine.registry import DefaultScope
 
 
+# numpy 2 warns on every torch -> numpy conversion inside pycocotools and
+# mmpretrain; not ours to fix, and it buries the report.
+pytestmark = pytest.mark.filterwarnings(
+    'ignore:__array__ implementation:DeprecationWarning')
+
+
 def _scoped(scope, build):
     with DefaultScope.overwrite_default_scope(scope):
         return build()

@@ -38,7 +38,7 @@ file lets parallel callers share one output folder.
 
 Usage::
 
-    python tools/dataset_converters/make_demo_data.py [--out data/demo] [--force]
+    python tools/dataset_converters/make_demo_data.py [--out DIR] [--force]
 
 Tests import :func:`make_demo_data`, :func:`coco_layout` and
 :func:`ade_layout` from this file (:func:`coco_layout` and
@@ -206,7 +206,8 @@ def _place_objects(rng: np.random.Generator, height: int, width: int,
             h = int(np.clip(w * rng.uniform(0.7, 1.4), 40, height - 8))
             x = int(rng.integers(2, width - w - 1))
             y = int(rng.integers(2, height - h - 1))
-            if not taken[max(0, y - 2):y + h + 2, max(0, x - 2):x + w + 2].any():
+            margin = taken[max(0, y - 2):y + h + 2, max(0, x - 2):x + w + 2]
+            if not margin.any():
                 break
         else:
             continue

@@ -1,0 +1,39 @@
+# mmumae: set-up, demo data, demo run and tests.
+#
+#   make setup   .venv/ with torch, mmcv (with ops) and OpenMMLab (tools/setup_env.sh)
+#   make data    + deterministic demo data in data/demo (a few seconds, once)
+#   make demo    + tools/run_demo.sh
+#   make test    + the test suite; fails on any failed test and when no test ran
+#   make clean   remove data/demo, work_dirs/ and caches (keeps .venv/)
+#   make distclean  clean, and remove .venv/ too
+#
+# Every step checks a stamp first: a second `make test` spends a few seconds
+# on set-up and data before pytest starts.
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DEMO_DATA ?= data/demo
+PYTEST_ARGS ?= -q -ra --durations=10
+
+.PHONY: setup data demo test clean distclean
+
+setup:
+	MMUMAE_VENV="$(abspath $(VENV))" bash tools/setup_env.sh
+
+data: setup
+	$(PY) tools/dataset_converters/make_demo_data.py --out $(DEMO_DATA)
+
+demo: data
+	bash tools/run_demo.sh
+
+# pytest exits 5 when it collected no test; make fails on any non-zero exit,
+# so "no test ran" fails like a failed test does.
+test: data
+	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(DEMO_DATA) work_dirs .pytest_cache
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)

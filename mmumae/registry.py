@@ -10,9 +10,11 @@ in any of the three scopes can then say ``type='UMSwinTransformer'`` after
 import importlib
 from typing import List, Type
 
-from mmpretrain.registry import MODELS, TRANSFORMS
+from mmpretrain.registry import HOOKS, MODELS, TRANSFORMS
 
-__all__ = ['MODELS', 'TRANSFORMS', 'register_backbone', 'dense_scopes']
+__all__ = [
+    'HOOKS', 'MODELS', 'TRANSFORMS', 'register_backbone', 'dense_scopes'
+]
 
 # Downstream scopes whose MODELS registry receives our backbones.
 _DENSE_SCOPES = ('mmdet', 'mmseg')

@@ -1,0 +1,65 @@
+# Demo: UM-MAE pre-training of a small Swin on the bundled demo photos
+# (data/demo/imagenet, made by tools/dataset_converters/make_demo_data.py)
+# on a CPU in a few minutes: 128-px crops (8x8 grid of 16-px mask patches,
+# 64-px compact image), 20 epochs of 20 iterations at batch 16, then a
+# reconstruction figure in the work dir. Same classes as the paper configs.
+_base_ = [
+    '../_base_/models/ummae_swin-tiny.py',
+    '../_base_/datasets/demo_ummae-64.py',
+    '../_base_/schedules/ummae_adamw_coslr-200e.py',
+    '../_base_/default_runtime.py',
+]
+img_size = 128
+
+model = dict(
+    backbone=dict(
+        arch=dict(
+            _delete_=True,
+            embed_dims=32,
+            depths=[1, 1, 2, 1],
+            num_heads=[1, 2, 4, 8]),
+        window_size=4),
+    neck=dict(
+        in_channels=256, embed_dims=128, depth=2, num_heads=4,
+        input_size=img_size))
+
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(
+        type='RandomResizedCrop',
+        scale=img_size,
+        crop_ratio_range=(0.2, 1.0),
+        backend='pillow',
+        interpolation='bicubic'),
+    dict(type='RandomFlip', prob=0.5),
+    dict(
+        type='UniformMaskGenerator',
+        input_size=img_size,
+        mask_patch_size=16,
+        mask_ratio=0.75,
+        sm_ratio=0.25),
+    dict(type='PackInputs', algorithm_keys=['mask', 'sm_mask']),
+]
+train_dataloader = dict(
+    batch_size=16,
+    num_workers=1,
+    persistent_workers=True,
+    drop_last=True,
+    dataset=dict(pipeline=train_pipeline))
+
+# A small batch trains faster with a larger lr than the paper's scaling.
+optim_wrapper = dict(optimizer=dict(lr=1.5e-3))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=1e-3, by_epoch=True, begin=0, end=1,
+         convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', T_max=19, eta_min=1e-5, by_epoch=True,
+         begin=1, end=20, convert_to_iter_based=True),
+]
+train_cfg = dict(max_epochs=20)
+auto_scale_lr = dict(base_batch_size=16)
+
+default_hooks = dict(
+    logger=dict(interval=10),
+    checkpoint=dict(interval=5, max_keep_ckpts=2))
+custom_hooks = [dict(type='ReconstructionFigureHook', num_samples=4)]
+randomness = dict(seed=0, diff_rank_seed=True)

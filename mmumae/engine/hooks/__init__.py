@@ -1,0 +1,4 @@
+"""Hooks."""
+from .reconstruction_hook import ReconstructionFigureHook
+
+__all__ = ['ReconstructionFigureHook']

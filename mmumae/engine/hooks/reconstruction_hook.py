@@ -1,0 +1,64 @@
+"""Save a UM-MAE reconstruction figure during and after training."""
+import os.path as osp
+from typing import Optional
+
+from mmengine.dist import is_main_process
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+
+from mmumae.registry import HOOKS
+from mmumae.visualization import reconstruct_batch, save_reconstruction_figure
+
+
+@HOOKS.register_module()
+class ReconstructionFigureHook(Hook):
+    """Write ``original | US-masked | encoder input | reconstruction``.
+
+    Uses the first batch of the training dataloader (its masks come from the
+    pipeline) and the model's ``reconstruct`` method.
+
+    Args:
+        interval (int, optional): Also save every ``interval`` epochs (or
+            iterations for iteration-based loops) as
+            ``reconstruction_<n>.png``. None saves only after training.
+            Defaults to None.
+        num_samples (int): Rows of the figure. Defaults to 4.
+        out_name (str): File name in the work dir for the final figure.
+            Defaults to ``'reconstruction.png'``.
+    """
+    priority = 'LOW'
+
+    def __init__(self,
+                 interval: Optional[int] = None,
+                 num_samples: int = 4,
+                 out_name: str = 'reconstruction.png') -> None:
+        self.interval = interval
+        self.num_samples = num_samples
+        self.out_name = out_name
+        self._batch = None
+
+    def _save(self, runner, name: str) -> str:
+        model = runner.model.module if is_model_wrapper(
+            runner.model) else runner.model
+        if not hasattr(model, 'reconstruct'):
+            raise TypeError(f'ReconstructionFigureHook needs a model with '
+                            f'reconstruct(); {type(model).__name__} has none.')
+        if self._batch is None:
+            self._batch = next(iter(runner.train_dataloader))
+        results = reconstruct_batch(model, self._batch)
+        pre = model.data_preprocessor
+        out = osp.join(runner.work_dir, name)
+        save_reconstruction_figure(
+            results, pre.mean, pre.std, out, self.num_samples,
+            title=f'{type(model).__name__} at iteration {runner.iter}')
+        runner.logger.info(f'reconstruction figure saved to {out}')
+        return out
+
+    def after_train_epoch(self, runner) -> None:
+        if (self.interval and is_main_process()
+                and self.every_n_epochs(runner, self.interval)):
+            self._save(runner, f'reconstruction_epoch_{runner.epoch}.png')
+
+    def after_train(self, runner) -> None:
+        if is_main_process():
+            self._save(runner, self.out_name)

@@ -3,7 +3,8 @@
 ``demo_data`` generates the demo sets once per session into ``data/demo``
 (the folder ``make data`` fills; a second session only checks the stamp);
 ``demo_gen`` is the generator module itself, for tests that need what it
-placed.
+placed. Every test also gets back the mmengine default scope it started
+with (see ``_keep_default_scope``).
 """
 import importlib.util
 from pathlib import Path
@@ -35,3 +36,19 @@ def demo_data(demo_gen) -> Path:
     out = REPO / 'data' / 'demo'
     demo_gen.make_demo_data(str(out), verbose=False)
     return out
+
+
+@pytest.fixture(autouse=True)
+def _keep_default_scope():
+    """Restore mmengine's default scope after each test.
+
+    A ``Runner`` (or ``init_default_scope``) makes its scope the current
+    ``DefaultScope`` for the rest of the process; a later test that builds
+    from a registry without naming a scope would then look in the wrong
+    one (e.g. ``mmengine::transform`` instead of ``mmpretrain``).
+    """
+    from mmengine.registry import DefaultScope
+    saved = DefaultScope._instance_dict.copy()
+    yield
+    DefaultScope._instance_dict.clear()
+    DefaultScope._instance_dict.update(saved)

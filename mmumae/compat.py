@@ -79,12 +79,13 @@ def checkpoint_safe_globals() -> List[Union[Callable, Tuple[Callable, str]]]:
         either objects or ``(object, 'module.qualified.name')`` pairs.
     """
     from mmengine.logging import HistoryBuffer
-    multiarray = np._core.multiarray
+    numpy2 = hasattr(np, '_core')
+    multiarray = np._core.multiarray if numpy2 else np.core.multiarray
     dtype_classes = [
-        cls for cls in vars(np.dtypes).values()
+        cls for cls in vars(getattr(np, 'dtypes', object())).values()
         if isinstance(cls, type) and issubclass(cls, np.dtype)
     ]
-    return [
+    safe = [
         HistoryBuffer,
         (_history_buffer_getattr, 'builtins.getattr'),
         np.ndarray,
@@ -92,14 +93,19 @@ def checkpoint_safe_globals() -> List[Union[Callable, Tuple[Callable, str]]]:
         *dtype_classes,
         multiarray._reconstruct,
         multiarray.scalar,
-        # numpy 1.x pickles name the same functions under numpy.core.
-        (multiarray._reconstruct, 'numpy.core.multiarray._reconstruct'),
-        (multiarray.scalar, 'numpy.core.multiarray.scalar'),
     ]
+    if numpy2:  # numpy 1.x pickles name the same functions under numpy.core
+        safe += [
+            (multiarray._reconstruct, 'numpy.core.multiarray._reconstruct'),
+            (multiarray.scalar, 'numpy.core.multiarray.scalar'),
+        ]
+    return safe
 
 
 def _allow_mmengine_checkpoints() -> None:
-    torch.serialization.add_safe_globals(checkpoint_safe_globals())
+    # torch < 2.4 has no allow-list (and loads with weights_only=False).
+    if hasattr(torch.serialization, 'add_safe_globals'):
+        torch.serialization.add_safe_globals(checkpoint_safe_globals())
 
 
 def _in1d(ar1, ar2, assume_unique=False, invert=False, *, kind=None):

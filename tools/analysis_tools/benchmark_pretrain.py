@@ -436,6 +436,42 @@ def count_forward_flops(model, sampler: _MaskSampler, img: int,
     return int(counter.get_total_flops())
 
 
+def profile_step(run_step: Callable, device, path: str,
+                 row_limit: int = 30) -> dict:
+    """Run one more training step under :mod:`torch.profiler`.
+
+    Writes the operator table (sorted by self CPU time, or self device time
+    on CUDA) to ``path`` and returns the top operators.
+    """
+    from torch.profiler import ProfilerActivity, profile
+    activities = [ProfilerActivity.CPU]
+    if device.type == 'cuda':
+        activities.append(ProfilerActivity.CUDA)
+    with profile(activities=activities, record_shapes=False) as prof:
+        step_s, _ = run_step()
+    events = prof.key_averages()
+    sort_by = ('self_device_time_total'
+               if device.type == 'cuda' else 'self_cpu_time_total')
+    table = events.table(sort_by=sort_by, row_limit=row_limit)
+    with open(path, 'w') as f:
+        f.write(table)
+    total = sum(e.self_cpu_time_total for e in events)
+    top = sorted(
+        events, key=lambda e: e.self_cpu_time_total, reverse=True)[:row_limit]
+    return dict(
+        step_s=step_s,
+        table_file=path,
+        total_self_cpu_ms=total / 1e3,
+        top=[
+            dict(
+                name=e.key,
+                calls=e.count,
+                self_cpu_ms=e.self_cpu_time_total / 1e3,
+                self_cpu_pct=100 * e.self_cpu_time_total / max(total, 1),
+                cpu_total_ms=e.cpu_time_total / 1e3) for e in top
+        ])
+
+
 def run_variant(spec: dict) -> dict:
     """Build one variant and time it; returns a result dict.
 
@@ -450,6 +486,10 @@ def run_variant(spec: dict) -> dict:
 
     logger = MMLogger.get_current_instance()
     logger.setLevel('WARNING')  # silence per-module init messages
+    # RSS of the interpreter with torch and OpenMMLab imported, before any
+    # model exists (about 0.9 GiB with the CUDA build of torch): part of
+    # every CPU peak, so ratios of peak RSS understate the model's savings.
+    rss_baseline = _rss_bytes()
 
     model_name, variant = spec['model'], spec['variant']
     img, batch = spec['img_size'], spec['batch_size']
@@ -543,6 +583,7 @@ def run_variant(spec: dict) -> dict:
 
     if device.type == 'cuda':
         torch.cuda.reset_peak_memory_stats(device)
+    result['rss_baseline_bytes'] = rss_baseline
     result['rss_after_build_bytes'] = _rss_bytes()
 
     label = f'{model_name}/{variant}'
@@ -573,6 +614,9 @@ def run_variant(spec: dict) -> dict:
         result['peak_mem_kind'] = 'torch.cuda.max_memory_allocated'
     else:
         result['peak_mem_bytes'] = _peak_rss_bytes()
+        if spec.get('isolated') and rss_baseline:
+            result['peak_mem_above_baseline_bytes'] = (
+                result['peak_mem_bytes'] - rss_baseline)
         result['peak_mem_kind'] = (
             'peak RSS of a fresh process' if spec.get('isolated') else
             'peak RSS of this process so far (not isolated: --no-subprocess)')
@@ -584,6 +628,15 @@ def run_variant(spec: dict) -> dict:
     except Exception as e:  # noqa: BLE001
         result['flops_per_image'] = None
         result['notes'].append(f'FLOP count failed: {e!r}')
+
+    if spec.get('profile_dir'):  # after timing and memory: it adds overhead
+        os.makedirs(spec['profile_dir'], exist_ok=True)
+        path = osp.join(spec['profile_dir'],
+                        f'profile_{model_name}_{variant}.txt')
+        result['profile'] = profile_step(lambda: step(loss_fn), device, path)
+        print(f'  {label}: profiled one step '
+              f'({result["profile"]["step_s"]:.3f} s under the profiler), '
+              f'operator table in {path}', flush=True)
 
     med = statistics.median(times)
     result.update(
@@ -652,6 +705,9 @@ def compute_ratios(results: List[dict]) -> Dict[str, dict]:
                 denominator=den,
                 time=_ratio(a['median_s'], b['median_s']),
                 memory=_ratio(a['peak_mem_bytes'], b['peak_mem_bytes']),
+                memory_above_baseline=_ratio(
+                    a.get('peak_mem_above_baseline_bytes'),
+                    b.get('peak_mem_above_baseline_bytes')),
                 flops=_ratio(a['flops_per_image'], b['flops_per_image']))
     return out
 
@@ -661,16 +717,18 @@ def _giga(v: Optional[float]) -> Optional[float]:
 
 
 def _fmt(v, spec: str, none: str = '-') -> str:
-    return none if v is None else format(v, spec)
+    if v is None:
+        width = ''.join(c for c in spec.split('.')[0] if c.isdigit())
+        return format(none, '>' + width)
+    return format(v, spec)
 
 
 def format_table(results: List[dict], ratios: Dict[str, dict],
                  device: str) -> str:
-    mem_unit = 'GiB'
-    mem_head = 'peak mem' if device == 'cuda' else 'peak RSS'
+    mem_head = 'peak mem GiB' if device == 'cuda' else 'peak RSS GiB'
     head = (f'{"model":<15} {"variant":<13} {"img":>4} {"bs":>3} '
             f'{"median s":>9} {"min s":>7} {"max s":>7} {"img/s":>7} '
-            f'{mem_head + " " + mem_unit:>13} {"GFLOPs/img":>10} '
+            f'{mem_head:>13} {"above base":>10} {"GFLOPs/img":>10} '
             f'{"params M":>8}')
     lines = [head, '-' * len(head)]
     for r in results:
@@ -678,23 +736,47 @@ def format_table(results: List[dict], ratios: Dict[str, dict],
             lines.append(f'{r["model"]:<15} {r["variant"]:<13} '
                          f'{r.get("status", "?").upper()}: {r.get("reason")}')
             continue
+        above = r.get('peak_mem_above_baseline_bytes')
         lines.append(
             f'{r["model"]:<15} {r["variant"]:<13} {r["img_size"]:>4} '
             f'{r["batch_size"]:>3} {r["median_s"]:>9.3f} {r["min_s"]:>7.3f} '
             f'{r["max_s"]:>7.3f} {r["images_per_s"]:>7.2f} '
             f'{r["peak_mem_bytes"] / 2**30:>13.2f} '
+            f'{_fmt(above and above / 2**30, ">10.2f")} '
             f'{_fmt(_giga(r.get("flops_per_image")), ">10.3g")} '
             f'{r["params"] / 1e6:>8.1f}')
     if ratios:
-        lines += ['', f'{"ratio":<36} {"time":>6} {"memory":>7} {"FLOPs":>6}']
+        lines += [
+            '', f'{"ratio":<36} {"time":>6} {"memory":>7} {"mem above base":>14}'
+            f' {"FLOPs":>6}'
+        ]
         for key, v in ratios.items():
             lines.append(f'{key:<36} {_fmt(v["time"], ">6.2f")} '
                          f'{_fmt(v["memory"], ">7.2f")} '
+                         f'{_fmt(v.get("memory_above_baseline"), ">14.2f")} '
                          f'{_fmt(v["flops"], ">6.2f")}')
     notes = [(r, n) for r in results for n in r.get('notes', [])]
     if notes:
         lines.append('')
         lines += [f'note ({r["model"]}/{r["variant"]}): {n}' for r, n in notes]
+    for r in results:
+        prof = r.get('profile')
+        if not prof:
+            continue
+        lines += [
+            '', f'profile {r["model"]}/{r["variant"]}: one step '
+            f'{prof["step_s"]:.3f} s under the profiler, top operators by '
+            f'self CPU time (full table: {prof["table_file"]})',
+            f'  {"operator":<44} {"calls":>6} {"self CPU ms":>11} {"%":>6}'
+        ]
+        for e in prof['top'][:15]:
+            lines.append(f'  {e["name"][:44]:<44} {e["calls"]:>6} '
+                         f'{e["self_cpu_ms"]:>11.1f} {e["self_cpu_pct"]:>6.1f}')
+    if any(r.get('peak_mem_above_baseline_bytes') for r in results):
+        lines += [
+            '', '"above base": peak RSS minus the RSS of the worker after its '
+            'imports, before the model was built.'
+        ]
     return '\n'.join(lines)
 
 
@@ -775,6 +857,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--threads', type=int, default=None,
                         help='torch.set_num_threads (default: torch default)')
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument(
+        '--profile', action='store_true',
+        help='after timing, profile one more step of each variant with '
+        'torch.profiler and write the operator table (by self CPU time) to '
+        'OUT_DIR/profile_MODEL_VARIANT.txt')
     parser.add_argument('--out-dir', default='work_dirs/benchmark_pretrain',
                         help='where benchmark.json and benchmark.png go')
     parser.add_argument(
@@ -833,7 +920,8 @@ def main(argv=None) -> dict:
                      precision=args.precision, warmup=args.warmup,
                      steps=args.steps, with_cp=args.with_cp,
                      compile=args.compile, threads=args.threads,
-                     seed=args.seed, isolated=False))
+                     seed=args.seed, isolated=False,
+                     profile_dir=args.out_dir if args.profile else None))
 
     results = []
     with tempfile.TemporaryDirectory(prefix='bench_pretrain_') as tmp:

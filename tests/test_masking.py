@@ -50,8 +50,8 @@ def test_secondary_masking_hides_kept_patches_only(ratio, expected):
 def test_masks_differ_across_samples_and_reach_results():
     gen = UniformMaskGenerator(input_size=64)
     results = [gen(dict(img=np.zeros((64, 64, 3), np.uint8))) for _ in range(8)]
-    masks = {r['mask'].tobytes() for r in results}
-    sms = {r['sm_mask'].tobytes() for r in results}
+    masks = {r['mask'].numpy().tobytes() for r in results}
+    sms = {r['sm_mask'].numpy().tobytes() for r in results}
     assert len(masks) > 1 and len(sms) > 1
     assert results[0]['mask'].shape == (4, 4)
 
@@ -72,7 +72,7 @@ def test_uniform_mask_errors_are_clear():
 def test_random_patch_mask_generator():
     gen = RandomPatchMaskGenerator(input_size=256, mask_patch_size=16,
                                    mask_ratio=0.75)
-    m1 = gen(dict(img=np.zeros((256, 256, 3), np.uint8)))['mask']
+    m1 = gen(dict(img=np.zeros((256, 256, 3), np.uint8)))['mask'].numpy()
     m2 = gen.generate()
     assert m1.shape == (16, 16) and m1.sum() == 192 == m2.sum()
     assert (m1 != m2).any()

@@ -1,14 +1,16 @@
 """Mask generators for UM-MAE and the SimMIM baseline.
 
 Both work on the grid of *mask patches* (16 px by default) and write boolean
-numpy arrays of shape ``(H / mask_patch_size, W / mask_patch_size)`` into the
-results dict, in raster order. ``True`` means "removed". The model turns them
+tensors of shape ``(H / mask_patch_size, W / mask_patch_size)`` into the
+results dict, in raster order (tensors, so that ``PackInputs`` passes them on
+as they are and the data preprocessor moves them to the device). ``True`` means "removed". The model turns them
 into token-level masks itself, so the same mask works for any patch size that
 divides the mask-patch size.
 """
 from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
+import torch
 from mmcv.transforms import BaseTransform
 
 from mmumae.registry import TRANSFORMS
@@ -74,9 +76,9 @@ class UniformMaskGenerator(BaseTransform):
 
     **Added Keys:**
 
-    - ``mask`` (np.ndarray of bool, ``(H/p, W/p)``): True where US removed
+    - ``mask`` (bool Tensor, ``(H/p, W/p)``): True where US removed
       the patch (the reconstruction targets).
-    - ``sm_mask`` (np.ndarray of bool, ``(H/p, W/p)``): True where a kept
+    - ``sm_mask`` (bool Tensor, ``(H/p, W/p)``): True where a kept
       patch is secondary-masked. ``mask & sm_mask`` is always empty.
 
     Pack them with ``PackInputs(algorithm_keys=['mask', 'sm_mask'])``.
@@ -152,8 +154,8 @@ class UniformMaskGenerator(BaseTransform):
         """Add ``mask`` and ``sm_mask`` to ``results``."""
         _check_image(results, self.input_size, type(self).__name__)
         mask, sm_mask = self.generate()
-        results['mask'] = mask
-        results['sm_mask'] = sm_mask
+        results['mask'] = torch.from_numpy(mask)
+        results['sm_mask'] = torch.from_numpy(sm_mask)
         return results
 
     def __repr__(self) -> str:
@@ -172,7 +174,7 @@ class RandomPatchMaskGenerator(BaseTransform):
 
     **Added Keys:**
 
-    - ``mask`` (np.ndarray of bool, ``(H/p, W/p)``): True where removed.
+    - ``mask`` (bool Tensor, ``(H/p, W/p)``): True where removed.
 
     Args:
         input_size (int | tuple): Input image size (H, W). Must be a multiple
@@ -206,7 +208,7 @@ class RandomPatchMaskGenerator(BaseTransform):
     def transform(self, results: dict) -> dict:
         """Add ``mask`` to ``results``."""
         _check_image(results, self.input_size, type(self).__name__)
-        results['mask'] = self.generate()
+        results['mask'] = torch.from_numpy(self.generate())
         return results
 
     def __repr__(self) -> str:

@@ -10,8 +10,13 @@ directory; ``--out`` additionally pickles every sample's prediction (with
 mmengine's ``DumpResults``). ``mmumae`` is imported first, so its modules are
 registered and its compatibility fixes (loading mmengine checkpoints under
 torch >= 2.6) apply.
+
+``--launcher pytorch|slurm|mpi`` also works on a machine without a GPU: the
+processes then test on the CPU over a ``gloo`` process group, set up as in
+``tools/train.py`` (whose functions this script reuses).
 """
 import argparse
+import importlib.util
 import os
 import os.path as osp
 import sys
@@ -28,9 +33,23 @@ except ModuleNotFoundError as err:  # a checkout that is not installed
     import mmumae  # noqa: F401
 
 from mmengine.config import Config, DictAction  # noqa: E402
-from mmengine.device import get_device  # noqa: E402
 from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
+
+
+def _load_train_tool():
+    """tools/train.py as a module, for its distributed set-up on the CPU."""
+    name = '_mmumae_tools_train'
+    if name not in sys.modules:
+        path = osp.join(osp.dirname(osp.abspath(__file__)), 'train.py')
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules[name] = module
+    return sys.modules[name]
+
+
+_train_tool = _load_train_tool()
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -104,12 +123,9 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> None:
 
 
 def check_launcher(launcher: str) -> None:
-    """Fail early, with advice, where mmengine cannot start processes
-    (its launchers bind every process to a GPU, NPU, MLU or MUSA)."""
-    if launcher != 'none' and get_device() == 'cpu':
-        raise SystemExit(
-            f'--launcher {launcher} needs one GPU per process and none is '
-            'available here; on a CPU run a single process (--launcher none).')
+    """Fail early, with advice, where no process group can be started (no
+    GPU and no gloo backend); see ``tools/train.py``."""
+    _train_tool.check_launcher(launcher)
 
 
 def build_runner(cfg: Config) -> Runner:
@@ -124,8 +140,16 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     check_launcher(args.launcher)
     cfg = Config.fromfile(args.config)
     merge_args(cfg, args)
+    # Without a GPU, a distributed launcher gets a gloo process group and a
+    # CPU model wrapper (tools/train.py); nothing changes with a GPU.
+    cpu_dist = _train_tool.setup_cpu_dist(cfg)
     runner = build_runner(cfg)
-    return runner.test()
+    if cpu_dist is not None:
+        runner.logger.warning(cpu_dist)
+    metrics = runner.test()
+    if cpu_dist is not None:
+        _train_tool.teardown_dist()
+    return metrics
 
 
 if __name__ == '__main__':

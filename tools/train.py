@@ -17,12 +17,22 @@ Differences from mmpretrain's own ``tools/train.py``:
   asks for it (or ``--amp`` is given) on such a machine, the optimizer
   wrapper is switched to a plain fp32 ``OptimWrapper`` and a warning is
   logged, so the paper configs run unedited on a CPU (tests, demo data).
+* Distributed launch works on a CPU. mmengine's launchers bind every process
+  to a GPU (``torch.cuda.set_device``). With ``--launcher pytorch|slurm|mpi``
+  and no GPU, the process group is initialised here with the ``gloo``
+  backend before the Runner is built (the Runner then skips its own
+  ``init_dist``), and the model is wrapped in ``MMDistributedDataParallel``
+  with ``device_ids=None``, as torch requires for CPU modules. With a GPU
+  nothing changes (mmengine's ``init_dist`` with the config's backend,
+  ``nccl``).
 """
 import argparse
+import datetime
 import os
 import os.path as osp
+import subprocess
 import sys
-from typing import List, Optional, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence
 
 _REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -34,11 +44,13 @@ except ModuleNotFoundError as err:  # a checkout that is not installed
     sys.path.insert(0, _REPO_ROOT)
     import mmumae  # noqa: F401
 
+import torch.distributed as torch_dist  # noqa: E402
 from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.device import get_device  # noqa: E402
 from mmengine.optim import AmpOptimWrapper  # noqa: E402
-from mmengine.registry import RUNNERS  # noqa: E402
+from mmengine.registry import MODEL_WRAPPERS, RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
+from torch.nn.parallel import DistributedDataParallel  # noqa: E402
 
 # Keys that only AmpOptimWrapper understands; OptimWrapper rejects them.
 _AMP_ONLY_KEYS = ('loss_scale', 'dtype', 'use_fsdp')
@@ -235,16 +247,183 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> List[str]:
 
 
 def check_launcher(launcher: str) -> None:
-    """Fail early, with advice, where mmengine cannot start processes.
+    """Fail early, with advice, where no process group can be started.
 
-    mmengine's launchers bind every process to a GPU (NPU, MLU, MUSA); on a
-    CPU-only machine they stop with a CUDA driver error instead.
+    With a GPU (NPU, MLU, MUSA) mmengine's launchers are used as they are.
+    Without one, :func:`init_cpu_dist` needs torch's ``gloo`` backend.
     """
-    if launcher != 'none' and not has_amp_device():
+    if launcher == 'none' or has_amp_device():
+        return
+    if not (torch_dist.is_available() and torch_dist.is_gloo_available()):
         raise SystemExit(
-            f'--launcher {launcher} needs one GPU per process and none is '
-            'available here; on a CPU run a single process (--launcher none, '
-            'e.g. python tools/train.py CONFIG).')
+            f'--launcher {launcher} on a machine without a GPU needs '
+            'torch.distributed with the gloo backend, which this torch build '
+            'lacks; run a single process instead (--launcher none).')
+
+
+def uses_cpu_dist(launcher: str) -> bool:
+    """Whether this run is distributed over CPU processes (gloo)."""
+    return launcher != 'none' and not has_amp_device()
+
+
+def launcher_env(launcher: str,
+                 environ: Optional[Mapping[str, str]] = None
+                 ) -> Dict[str, str]:
+    """The torch.distributed variables a launcher implies.
+
+    Returns ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and
+    ``MASTER_PORT``, read or derived the way mmengine's ``init_dist`` does
+    for ``launcher`` (``torchrun`` sets them itself; Slurm and Open MPI
+    under their own names), without binding a GPU.
+
+    Args:
+        launcher (str): ``'pytorch'``, ``'slurm'`` or ``'mpi'``.
+        environ (Mapping, optional): The environment to read. Defaults to
+            ``os.environ``.
+    """
+    env = dict(os.environ if environ is None else environ)
+    if launcher == 'pytorch':
+        names = ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT')
+        missing = [name for name in names if name not in env]
+        if missing:
+            raise SystemExit(
+                f'--launcher pytorch: {", ".join(missing)} not set; start '
+                'the processes with torchrun (tools/dist_train.sh).')
+        out = {name: env[name] for name in names}
+        out['LOCAL_RANK'] = env.get('LOCAL_RANK', '0')
+    elif launcher == 'slurm':
+        out = dict(
+            RANK=env['SLURM_PROCID'],
+            WORLD_SIZE=env['SLURM_NTASKS'],
+            LOCAL_RANK=env.get('SLURM_LOCALID', '0'),
+            MASTER_PORT=env.get('MASTER_PORT', '29500'))
+        if 'MASTER_ADDR' in env:
+            out['MASTER_ADDR'] = env['MASTER_ADDR']
+        else:  # the first node of the allocation, as mmengine does
+            out['MASTER_ADDR'] = subprocess.getoutput(
+                f'scontrol show hostname {env["SLURM_NODELIST"]} | head -n1')
+    elif launcher == 'mpi':
+        if 'MASTER_ADDR' not in env:
+            raise SystemExit('--launcher mpi: set MASTER_ADDR (and '
+                             'MASTER_PORT, default 29500).')
+        out = dict(
+            RANK=env['OMPI_COMM_WORLD_RANK'],
+            WORLD_SIZE=env['OMPI_COMM_WORLD_SIZE'],
+            LOCAL_RANK=env.get('OMPI_COMM_WORLD_LOCAL_RANK', '0'),
+            MASTER_ADDR=env['MASTER_ADDR'],
+            MASTER_PORT=env.get('MASTER_PORT', '29500'))
+    else:
+        raise ValueError(f'Invalid launcher type: {launcher}')
+    return out
+
+
+def configure_cpu_dist(cfg: Config) -> str:
+    """Edit ``cfg`` for data-parallel training on CPU processes.
+
+    * ``env_cfg.dist_cfg.backend`` becomes ``'gloo'`` (what
+      :func:`init_cpu_dist` uses; also what the run's log and dumped config
+      show).
+    * The model wrapper gets ``device_ids=None``: mmengine's
+      ``Runner.wrap_model`` passes ``device_ids=[LOCAL_RANK]``, which torch's
+      ``DistributedDataParallel`` rejects for a module on the CPU. Without a
+      ``model_wrapper_cfg`` the one mmengine would build is written out
+      (``MMDistributedDataParallel``, ``broadcast_buffers=False``, the
+      config's ``find_unused_parameters``); a given one whose type is a
+      ``DistributedDataParallel`` gets ``device_ids=None``, and any other
+      wrapper is left alone.
+
+    Returns:
+        str: The warning to log.
+    """
+    env_cfg = cfg.get('env_cfg') or {}
+    dist_cfg = env_cfg.get('dist_cfg') or {}
+    old_backend = dist_cfg.get('backend', 'nccl')
+    dist_cfg['backend'] = 'gloo'
+    env_cfg['dist_cfg'] = dist_cfg
+    cfg.env_cfg = env_cfg
+
+    wrapper = cfg.get('model_wrapper_cfg')
+    if wrapper is None:
+        cfg.model_wrapper_cfg = dict(
+            type='MMDistributedDataParallel',
+            device_ids=None,
+            broadcast_buffers=False,
+            find_unused_parameters=cfg.get('find_unused_parameters', False))
+    else:
+        wrapper.setdefault('type', 'MMDistributedDataParallel')
+        wrapper_type = wrapper['type']
+        if isinstance(wrapper_type, str):
+            wrapper_type = MODEL_WRAPPERS.get(wrapper_type)
+        if isinstance(wrapper_type, type) and issubclass(
+                wrapper_type, DistributedDataParallel):
+            wrapper['device_ids'] = None
+
+    return (f'Distributed launch (--launcher {cfg.launcher}) without a GPU: '
+            'running distributed on the CPU, one process per rank, with the '
+            f'gloo backend instead of {old_backend!r}, and the model wrapper '
+            'built with device_ids=None. This is for tests and debugging; it '
+            'is much slower than GPU training.')
+
+
+def init_cpu_dist(launcher: str, dist_cfg: Optional[dict] = None) -> bool:
+    """Start the gloo process group for ``launcher`` (no GPU bound).
+
+    mmengine's ``Runner`` then finds ``torch.distributed`` initialised and
+    skips its own ``init_dist`` (which calls ``torch.cuda.set_device``).
+
+    Args:
+        launcher (str): ``'pytorch'``, ``'slurm'`` or ``'mpi'``.
+        dist_cfg (dict, optional): ``env_cfg.dist_cfg`` of the config;
+            ``timeout`` (seconds) and other ``init_process_group`` keywords
+            are honoured, ``backend`` is replaced by gloo.
+
+    Returns:
+        bool: True if the group was started here, False if one existed.
+    """
+    if torch_dist.is_initialized():
+        return False
+    kwargs = dict(dist_cfg or {})
+    kwargs.pop('backend', None)
+    init_backend = kwargs.pop('init_backend', 'torch')
+    if init_backend != 'torch':
+        raise SystemExit(f'dist_cfg.init_backend={init_backend!r} is not '
+                         'supported without a GPU; use \'torch\'.')
+    port = kwargs.pop('port', None)  # a Slurm option of mmengine's
+    env = launcher_env(launcher)
+    if port is not None and launcher == 'slurm':
+        env['MASTER_PORT'] = str(port)
+    os.environ.update(env)
+    if kwargs.get('timeout') is not None:
+        kwargs['timeout'] = datetime.timedelta(seconds=kwargs['timeout'])
+    torch_dist.init_process_group(
+        backend='gloo',
+        init_method='env://',
+        rank=int(env['RANK']),
+        world_size=int(env['WORLD_SIZE']),
+        **kwargs)
+    return True
+
+
+def setup_cpu_dist(cfg: Config) -> Optional[str]:
+    """On a machine without a GPU and with a distributed launcher, edit
+    ``cfg`` (:func:`configure_cpu_dist`) and start the gloo process group
+    (:func:`init_cpu_dist`). Does nothing otherwise (a GPU run, or
+    ``--launcher none``).
+
+    Returns:
+        str or None: The warning to log once the runner's logger exists.
+    """
+    if not uses_cpu_dist(cfg.get('launcher', 'none')):
+        return None
+    message = configure_cpu_dist(cfg)
+    init_cpu_dist(cfg.launcher, cfg.env_cfg.get('dist_cfg'))
+    return message
+
+
+def teardown_dist() -> None:
+    """Destroy a process group started by :func:`init_cpu_dist`."""
+    if torch_dist.is_initialized():
+        torch_dist.destroy_process_group()
 
 
 def build_runner(cfg: Config) -> Runner:
@@ -259,12 +438,17 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     check_launcher(args.launcher)
     cfg = Config.fromfile(args.config)
     warnings = merge_args(cfg, args)
+    cpu_dist = setup_cpu_dist(cfg)
+    if cpu_dist is not None:
+        warnings.insert(0, cpu_dist)
     runner = build_runner(cfg)
     # Logged through the runner so they also reach the run's log file; the
     # optimizer wrapper is only built later, inside train().
     for message in warnings:
         runner.logger.warning(message)
     runner.train()
+    if cpu_dist is not None:
+        teardown_dist()
 
 
 if __name__ == '__main__':

@@ -1,0 +1,355 @@
+"""Distributed launch on the CPU: tools/dist_train.sh and tools/dist_test.sh.
+
+The end-to-end tests start two real processes with torchrun (through the
+shell scripts, the way users run them) on a gloo process group, with a real
+mmengine Runner, a tiny UM-MAE (``UMMAE`` + ``UMSwinTransformer``) or a tiny
+stock ViT classifier, and a few random JPEGs in CustomDataset folder format.
+``CUDA_VISIBLE_DEVICES`` is emptied so the CPU path is tested on any machine.
+
+That both ranks took part is read from what rank 0 wrote: mmengine's
+runtime environment (``Distributed training: True``, ``GPU number: 2``, the
+world size), and the length of an epoch: the distributed sampler gives each
+rank half the images, so N images at batch b make ceil(N / (2 b))
+iterations instead of ceil(N / b); at test time the metric covers the
+images of both ranks.
+
+The set-up functions of tools/train.py are also checked in-process.
+"""
+import importlib.util
+import json
+import math
+import os
+import pickle
+import re
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as torch_dist
+from mmengine.config import Config
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+DIST_TRAIN = REPO / 'tools' / 'dist_train.sh'
+DIST_TEST = REPO / 'tools' / 'dist_test.sh'
+RUNTIME = REPO / 'configs' / '_base_' / 'default_runtime.py'
+NPROC = 2
+TIMEOUT_S = 150  # per launch; one takes ~15 s on 2 CPU cores
+CPU_DIST_WARNING = 'running distributed on the CPU'
+
+# 10 images. Training at batch 2: 3 iterations per epoch on 2 ranks (5 on
+# one). Testing with a model that always answers 'b': 30% top-1 over all 10
+# images; rank 0 alone (images 0, 2, 4, 6, 8 of the sorted list: a0, a2, a4,
+# a6, b1) would score 20%.
+CLASS_SIZES = {'a': 7, 'b': 3}
+NUM_IMAGES = sum(CLASS_SIZES.values())
+TRAIN_BATCH = 2
+TEST_BATCH = 3
+
+UMMAE_TINY = """
+_base_ = ['{runtime}']
+model = dict(
+    type='UMMAE',
+    backbone=dict(
+        type='UMSwinTransformer',
+        arch=dict(embed_dims=16, depths=[1, 1, 1, 1],
+                  num_heads=[1, 1, 2, 2]),
+        window_size=4, drop_path_rate=0.0, out_indices=(3, ),
+        mask_patch_size=16),
+    neck=dict(
+        type='UMMAEPretrainDecoder', in_channels=128, embed_dims=32,
+        depth=1, num_heads=2, upscale=2, input_size=64, patch_size=16),
+    head=dict(
+        type='MAEPretrainHead', norm_pix=True, patch_size=16,
+        loss=dict(type='PixelReconstructionLoss', criterion='L2')))
+data_preprocessor = dict(
+    type='SelfSupDataPreprocessor', mean=[123.675, 116.28, 103.53],
+    std=[58.395, 57.12, 57.375], to_rgb=True)
+train_dataloader = dict(
+    batch_size={batch}, num_workers=0, persistent_workers=False,
+    sampler=dict(type='DefaultSampler', shuffle=True),
+    collate_fn=dict(type='default_collate'),
+    dataset=dict(
+        type='CustomDataset', data_root='{data}', with_label=False,
+        pipeline=[
+            dict(type='LoadImageFromFile'),
+            dict(type='RandomResizedCrop', scale=64,
+                 crop_ratio_range=(0.2, 1.0)),
+            dict(type='RandomFlip', prob=0.5),
+            dict(type='UniformMaskGenerator', input_size=64,
+                 mask_patch_size=16, mask_ratio=0.75, sm_ratio=0.25),
+            dict(type='PackInputs', algorithm_keys=['mask', 'sm_mask']),
+        ]))
+optim_wrapper = dict(
+    type='OptimWrapper', optimizer=dict(type='AdamW', lr=1e-3))
+train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=1)
+default_hooks = dict(logger=dict(type='LoggerHook', interval=1))
+"""
+
+CLASSIFIER = """
+_base_ = ['{runtime}']
+model = dict(
+    type='ImageClassifier',
+    backbone=dict(
+        type='VisionTransformer',
+        arch=dict(embed_dims=32, num_layers=1, num_heads=2,
+                  feedforward_channels=64),
+        img_size=32, patch_size=8),
+    head=dict(
+        type='VisionTransformerClsHead', num_classes=2, in_channels=32,
+        loss=dict(type='CrossEntropyLoss')))
+data_preprocessor = dict(
+    num_classes=2, mean=[123.675, 116.28, 103.53],
+    std=[58.395, 57.12, 57.375], to_rgb=True)
+test_dataloader = dict(
+    batch_size={batch}, num_workers=0,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(type='CustomDataset', data_root='{data}',
+                 pipeline=[
+                     dict(type='LoadImageFromFile'),
+                     dict(type='Resize', scale=32),
+                     dict(type='PackInputs'),
+                 ]))
+test_evaluator = dict(type='Accuracy', topk=(1, ))
+test_cfg = dict()
+"""
+
+
+def _load_tool(path: Path, name: str):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+train_tool = _load_tool(REPO / 'tools' / 'train.py', 'mmumae_dist_train')
+test_tool = _load_tool(REPO / 'tools' / 'test.py', 'mmumae_dist_test')
+
+
+@pytest.fixture(scope='module')
+def data_dir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp('data')
+    rng = np.random.default_rng(0)
+    for cls, count in CLASS_SIZES.items():
+        (root / cls).mkdir()
+        for i in range(count):
+            pixels = rng.integers(0, 256, (72, 80, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / cls / f'{i}.JPEG')
+    return root
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+def _launch(script: Path, *args, cwd: Path) -> str:
+    """Run a dist_*.sh script on the CPU with NPROC processes; return its
+    output, assert rc 0. The whole process group (torchrun and its workers)
+    is killed on a timeout; a port taken in between is retried once."""
+    for attempt in range(2):
+        env = dict(
+            os.environ, PYTHON=sys.executable, PORT=str(_free_port()),
+            MASTER_ADDR='127.0.0.1', CUDA_VISIBLE_DEVICES='',
+            OMP_NUM_THREADS='1', PYTHONUNBUFFERED='1')
+        proc = subprocess.Popen(
+            ['bash', str(script), *map(str, args)], cwd=cwd, env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            start_new_session=True)
+        try:
+            output, _ = proc.communicate(timeout=TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            output, _ = proc.communicate()
+            pytest.fail(f'{script.name} ran over {TIMEOUT_S} s:\n'
+                        f'{output[-4000:]}')
+        if proc.returncode != 0 and attempt == 0 and re.search(
+                r'(?i)address already in use|EADDRINUSE', output):
+            continue
+        break
+    assert proc.returncode == 0, output[-6000:]
+    return output
+
+
+def _log_text(work_dir: Path) -> str:
+    logs = sorted(work_dir.glob('*/*.log'))
+    assert logs, f'no log under {work_dir}'
+    return '\n'.join(p.read_text() for p in logs)
+
+
+def _assert_two_cpu_ranks(log: str) -> None:
+    assert 'Distributed launcher: pytorch' in log
+    assert 'Distributed training: True' in log
+    assert f'GPU number: {NPROC}' in log  # mmengine's name for world_size
+    assert "dist_cfg: {'backend': 'gloo'}" in log
+    assert re.search(r'WARNING - Distributed launch \(--launcher pytorch\) '
+                     r'without a GPU: ' + CPU_DIST_WARNING, log)
+
+
+# ----------------------------------------------------------------------------
+# End to end: two processes
+# ----------------------------------------------------------------------------
+
+
+def test_dist_train_ummae_on_two_cpu_processes(tmp_path, data_dir):
+    cfg = tmp_path / 'ummae_tiny.py'
+    cfg.write_text(
+        UMMAE_TINY.format(runtime=RUNTIME, data=data_dir, batch=TRAIN_BATCH))
+    work_dir = tmp_path / 'wd'
+    _launch(DIST_TRAIN, cfg, NPROC, '--work-dir', work_dir, cwd=tmp_path)
+
+    log = _log_text(work_dir)
+    _assert_two_cpu_ranks(log)
+    # The distributed sampler split the 10 images over the 2 ranks.
+    iters = math.ceil(NUM_IMAGES / (NPROC * TRAIN_BATCH))
+    assert iters == 3 != math.ceil(NUM_IMAGES / TRAIN_BATCH)
+    trained = re.findall(r'Epoch\(train\) \[1\]\[(\d+)/(\d+)\].*loss: (\S+)',
+                         log)
+    assert [(int(i), int(n)) for i, n, _ in trained] == [
+        (i, iters) for i in range(1, iters + 1)
+    ]
+    assert all(np.isfinite(float(loss)) for *_, loss in trained)
+
+    # The model was wrapped for CPU modules (the dumped config as run).
+    dumped = Config.fromfile(work_dir / 'ummae_tiny.py')
+    assert dumped.model_wrapper_cfg == dict(
+        type='MMDistributedDataParallel', device_ids=None,
+        broadcast_buffers=False, find_unused_parameters=False)
+    assert dumped.env_cfg.dist_cfg.backend == 'gloo'
+    ckpt = torch.load(work_dir / 'epoch_1.pth', map_location='cpu',
+                      weights_only=False)  # our own file
+    assert ckpt['meta']['iter'] == iters and ckpt['meta']['epoch'] == 1
+    # Saved without the wrapper's `module.` prefix.
+    state = ckpt['state_dict']
+    assert 'backbone.mask_token' in state
+    assert not any(key.startswith('module.') for key in state)
+
+
+def test_dist_test_collects_both_ranks(tmp_path, data_dir):
+    from mmpretrain.registry import MODELS
+    cfg = tmp_path / 'cls_tiny.py'
+    cfg.write_text(
+        CLASSIFIER.format(runtime=RUNTIME, data=data_dir, batch=TEST_BATCH))
+    # A checkpoint whose model answers class 'b' whatever the image.
+    model = MODELS.build(Config.fromfile(cfg).model)
+    state = model.state_dict()
+    state['head.layers.head.weight'].zero_()
+    state['head.layers.head.bias'].copy_(torch.tensor([0.0, 5.0]))
+    ckpt = tmp_path / 'always_b.pth'
+    torch.save(dict(meta=dict(), state_dict=state), ckpt)
+
+    work_dir = tmp_path / 'test'
+    out = tmp_path / 'preds.pkl'
+    _launch(DIST_TEST, cfg, ckpt, NPROC, '--work-dir', work_dir, '--out', out,
+            cwd=tmp_path)
+
+    log = _log_text(work_dir)
+    _assert_two_cpu_ranks(log)
+    # 5 images per rank in batches of 3 (one process: 4 batches).
+    assert 'Epoch(test) [2/2]' in log
+    metrics = [
+        json.loads(line) for p in work_dir.glob('*/*.json')
+        for line in p.read_text().splitlines()
+    ]
+    # 3 of the 10 images are 'b'; rank 0's five alone would give 20%.
+    assert metrics[-1]['accuracy/top1'] == pytest.approx(30.0)
+    with open(out, 'rb') as f:
+        preds = pickle.load(f)
+    assert len(preds) == NUM_IMAGES
+    assert {int(p['pred_label']) for p in preds} == {1}
+
+
+# ----------------------------------------------------------------------------
+# The set-up, in-process
+# ----------------------------------------------------------------------------
+
+
+def test_cpu_launch_no_longer_refused():
+    for tool in (train_tool, test_tool):
+        tool.check_launcher('none')
+        if not torch.cuda.is_available():
+            tool.check_launcher('pytorch')  # gloo is there: no SystemExit
+            assert train_tool.uses_cpu_dist('pytorch')
+    assert not train_tool.uses_cpu_dist('none')
+
+
+def test_launcher_env():
+    torchrun = dict(RANK='1', WORLD_SIZE='2', LOCAL_RANK='1',
+                    MASTER_ADDR='10.0.0.1', MASTER_PORT='29501', OTHER='x')
+    assert train_tool.launcher_env('pytorch', torchrun) == dict(
+        RANK='1', WORLD_SIZE='2', LOCAL_RANK='1', MASTER_ADDR='10.0.0.1',
+        MASTER_PORT='29501')
+    with pytest.raises(SystemExit, match='MASTER_PORT'):
+        train_tool.launcher_env('pytorch', dict(RANK='0', WORLD_SIZE='1',
+                                                MASTER_ADDR='h'))
+
+    slurm = dict(SLURM_PROCID='5', SLURM_NTASKS='8', SLURM_LOCALID='1',
+                 SLURM_NODELIST='node[1-2]', MASTER_ADDR='node1')
+    assert train_tool.launcher_env('slurm', slurm) == dict(
+        RANK='5', WORLD_SIZE='8', LOCAL_RANK='1', MASTER_ADDR='node1',
+        MASTER_PORT='29500')
+
+    mpi = dict(OMPI_COMM_WORLD_RANK='3', OMPI_COMM_WORLD_SIZE='4',
+               OMPI_COMM_WORLD_LOCAL_RANK='1', MASTER_ADDR='h',
+               MASTER_PORT='1234')
+    assert train_tool.launcher_env('mpi', mpi) == dict(
+        RANK='3', WORLD_SIZE='4', LOCAL_RANK='1', MASTER_ADDR='h',
+        MASTER_PORT='1234')
+    with pytest.raises(SystemExit, match='MASTER_ADDR'):
+        train_tool.launcher_env('mpi', dict(OMPI_COMM_WORLD_RANK='0',
+                                            OMPI_COMM_WORLD_SIZE='1'))
+
+
+def test_configure_cpu_dist_model_wrapper():
+    cfg = Config(dict(launcher='pytorch', find_unused_parameters=True,
+                      env_cfg=dict(dist_cfg=dict(backend='nccl',
+                                                 timeout=60))))
+    message = train_tool.configure_cpu_dist(cfg)
+    assert "gloo backend instead of 'nccl'" in message
+    assert cfg.env_cfg.dist_cfg == dict(backend='gloo', timeout=60)
+    # What mmengine would build, with device_ids=None.
+    assert cfg.model_wrapper_cfg == dict(
+        type='MMDistributedDataParallel', device_ids=None,
+        broadcast_buffers=False, find_unused_parameters=True)
+
+    # A given DistributedDataParallel wrapper keeps its options.
+    cfg = Config(dict(launcher='slurm', model_wrapper_cfg=dict(
+        type='MMSeparateDistributedDataParallel', device_ids=[0],
+        broadcast_buffers=True)))
+    train_tool.configure_cpu_dist(cfg)
+    assert cfg.model_wrapper_cfg == dict(
+        type='MMSeparateDistributedDataParallel', device_ids=None,
+        broadcast_buffers=True)
+    assert cfg.env_cfg.dist_cfg.backend == 'gloo'
+    # Other wrappers take no device_ids and are left alone.
+    cfg = Config(dict(launcher='pytorch',
+                      model_wrapper_cfg=dict(type='DataParallel')))
+    train_tool.configure_cpu_dist(cfg)
+    assert cfg.model_wrapper_cfg == dict(type='DataParallel')
+
+
+def test_init_cpu_dist_single_rank(monkeypatch):
+    if torch_dist.is_initialized():
+        pytest.skip('a process group is already running here')
+    for name, value in dict(RANK='0', WORLD_SIZE='1', LOCAL_RANK='0',
+                            MASTER_ADDR='127.0.0.1',
+                            MASTER_PORT=str(_free_port())).items():
+        monkeypatch.setenv(name, value)
+    try:
+        assert train_tool.init_cpu_dist(
+            'pytorch', dict(backend='nccl', timeout=30))
+        assert torch_dist.get_backend() == 'gloo'
+        assert torch_dist.get_world_size() == 1
+        # mmengine's Runner would now skip its own init_dist.
+        from mmengine.dist import is_distributed
+        assert is_distributed()
+        assert not train_tool.init_cpu_dist('pytorch')  # already running
+    finally:
+        train_tool.teardown_dist()
+    assert not torch_dist.is_initialized()

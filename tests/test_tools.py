@@ -414,13 +414,6 @@ def test_amp_resolution_on_cpu():
 
 
 @pytest.mark.skipif(HAS_GPU, reason='checks the CPU-only refusal')
-def test_distributed_launch_on_cpu_fails_with_advice():
-    for tool in (train_tool, test_tool):
-        with pytest.raises(SystemExit, match='--launcher none'):
-            tool.check_launcher('pytorch')
-        tool.check_launcher('none')
-
-
 def test_test_tool_arguments(tmp_path, data_dir):
     path = str(_write(tmp_path / 'cls_tiny.py', CLASSIFIER, data_dir))
     cfg = Config.fromfile(path)

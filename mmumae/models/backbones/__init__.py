@@ -1,5 +1,6 @@
 """Backbones: one class per family, pre-training and dense modes."""
 from .um_pvt import UMPVT
 from .um_swin import UMSwinTransformer
+from .um_vit import UMMAEViT
 
-__all__ = ['UMSwinTransformer', 'UMPVT']
+__all__ = ['UMSwinTransformer', 'UMPVT', 'UMMAEViT']

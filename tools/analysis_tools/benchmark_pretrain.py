@@ -18,7 +18,8 @@ the process's running maximum and is flagged as not isolated).
 
 FLOPs: forward FLOPs per image of the training loss (encoder, decoder and
 loss) counted by :class:`torch.utils.flop_counter.FlopCounterMode` on one
-batch-1 forward (a multiply-add counts as 2 FLOPs).
+batch-1 forward (a multiply-add counts as 2 FLOPs), with a formula added for
+the CPU's fused attention kernel, which torch's counter does not know.
 
 Variants, per model:
 
@@ -423,17 +424,54 @@ def _set_with_cp(cfg: dict) -> Optional[str]:
             f'gradient checkpointing.')
 
 
+def _attention_flop(query_shape, key_shape, value_shape, *args,
+                    out_shape=None, **kwargs) -> int:
+    """``q @ k^T`` and ``attn @ v`` of a fused attention kernel (2/MAC)."""
+    *batch, q_len, dims = query_shape
+    k_len, v_dims = key_shape[-2], value_shape[-1]
+    n = 1
+    for d in batch:
+        n *= d
+    return 2 * n * q_len * k_len * (dims + v_dims)
+
+
+def _extra_flop_formulas() -> dict:
+    """FLOP formulas torch's counter lacks.
+
+    torch (2.14) counts the CUDA fused attention kernels but not the CPU one
+    (``_scaled_dot_product_flash_attention_for_cpu``), which
+    ``F.scaled_dot_product_attention`` uses on the CPU whenever it can (e.g.
+    mmpretrain's ``MultiheadAttention`` in every decoder and ViT block): the
+    attention matmuls would silently count as 0 FLOPs on the CPU and not on
+    a GPU.
+    """
+    import torch
+    ops = []
+    for name in ('_scaled_dot_product_flash_attention_for_cpu', ):
+        op = getattr(torch.ops.aten, name, None)
+        if op is not None:
+            ops.append(op)
+    return {op: _attention_flop for op in ops}
+
+
 def count_forward_flops(model, sampler: _MaskSampler, img: int,
-                        device) -> Optional[int]:
-    """Forward FLOPs of the training loss for one image."""
+                        device) -> Tuple[int, Dict[str, int]]:
+    """Forward FLOPs of the training loss for one image, total and per
+    top-level module (backbone, decoder, head)."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
     x = torch.randn(1, 3, img, img, device=device)
     samples = sampler(1, device)
-    counter = FlopCounterMode(display=False)
+    counter = FlopCounterMode(
+        display=False, custom_mapping=_extra_flop_formulas())
     with torch.no_grad(), counter:
         model.loss(x, samples)
-    return int(counter.get_total_flops())
+    parts = {
+        name: int(sum(ops.values()))
+        for name, ops in counter.get_flop_counts().items()
+        if name != 'Global' and '.' not in name
+    }
+    return int(counter.get_total_flops()), parts
 
 
 def profile_step(run_step: Callable, device, path: str,
@@ -623,8 +661,8 @@ def run_variant(spec: dict) -> dict:
 
     # FLOPs after timing: batch 1 needs far less memory than the timed steps.
     try:
-        result['flops_per_image'] = count_forward_flops(
-            model, sampler, img, device)
+        result['flops_per_image'], result['flops_by_module'] = \
+            count_forward_flops(model, sampler, img, device)
     except Exception as e:  # noqa: BLE001
         result['flops_per_image'] = None
         result['notes'].append(f'FLOP count failed: {e!r}')

@@ -604,7 +604,7 @@ def run_variant(spec: dict) -> dict:
         inputs = torch.randn(batch, 3, img, img, device=device)
         samples = sampler(batch, device)
         sync()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         with autocast():
             losses = fn(inputs, samples)
         loss = sum(v for k, v in losses.items() if k.startswith('loss'))
@@ -617,6 +617,7 @@ def run_variant(spec: dict) -> dict:
             optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         sync()
+        cpu_times.append(time.process_time() - c0)
         return time.perf_counter() - t0, float(loss.detach())
 
     if device.type == 'cuda':
@@ -626,6 +627,7 @@ def run_variant(spec: dict) -> dict:
 
     label = f'{model_name}/{variant}'
     times, loss_val = [], float('nan')
+    cpu_times: List[float] = []  # CPU time of all threads, per step
     total = spec['warmup'] + spec['steps']
     for i in range(total):
         try:
@@ -646,6 +648,7 @@ def run_variant(spec: dict) -> dict:
         if i >= spec['warmup']:
             times.append(dt)
     result['compiled'] = compiled
+    timed_cpu = cpu_times[-len(times):]
 
     if device.type == 'cuda':
         result['peak_mem_bytes'] = int(torch.cuda.max_memory_allocated(device))
@@ -680,6 +683,8 @@ def run_variant(spec: dict) -> dict:
     result.update(
         status='ok',
         step_times_s=[round(t, 5) for t in times],
+        step_cpu_times_s=[round(t, 5) for t in timed_cpu],
+        median_cpu_s=statistics.median(timed_cpu),
         median_s=med,
         min_s=min(times),
         max_s=max(times),
@@ -742,6 +747,7 @@ def compute_ratios(results: List[dict]) -> Dict[str, dict]:
                 numerator=num,
                 denominator=den,
                 time=_ratio(a['median_s'], b['median_s']),
+                cpu_time=_ratio(a.get('median_cpu_s'), b.get('median_cpu_s')),
                 memory=_ratio(a['peak_mem_bytes'], b['peak_mem_bytes']),
                 memory_above_baseline=_ratio(
                     a.get('peak_mem_above_baseline_bytes'),
@@ -766,6 +772,7 @@ def format_table(results: List[dict], ratios: Dict[str, dict],
     mem_head = 'peak mem GiB' if device == 'cuda' else 'peak RSS GiB'
     head = (f'{"model":<15} {"variant":<13} {"img":>4} {"bs":>3} '
             f'{"median s":>9} {"min s":>7} {"max s":>7} {"img/s":>7} '
+            f'{"CPU s":>7} '
             f'{mem_head:>13} {"above base":>10} {"GFLOPs/img":>10} '
             f'{"params M":>8}')
     lines = [head, '-' * len(head)]
@@ -779,17 +786,19 @@ def format_table(results: List[dict], ratios: Dict[str, dict],
             f'{r["model"]:<15} {r["variant"]:<13} {r["img_size"]:>4} '
             f'{r["batch_size"]:>3} {r["median_s"]:>9.3f} {r["min_s"]:>7.3f} '
             f'{r["max_s"]:>7.3f} {r["images_per_s"]:>7.2f} '
+            f'{r["median_cpu_s"]:>7.2f} '
             f'{r["peak_mem_bytes"] / 2**30:>13.2f} '
             f'{_fmt(above and above / 2**30, ">10.2f")} '
             f'{_fmt(_giga(r.get("flops_per_image")), ">10.3g")} '
             f'{r["params"] / 1e6:>8.1f}')
     if ratios:
         lines += [
-            '', f'{"ratio":<36} {"time":>6} {"memory":>7} {"mem above base":>14}'
-            f' {"FLOPs":>6}'
+            '', f'{"ratio":<36} {"time":>6} {"CPU time":>8} {"memory":>7} '
+            f'{"mem above base":>14} {"FLOPs":>6}'
         ]
         for key, v in ratios.items():
             lines.append(f'{key:<36} {_fmt(v["time"], ">6.2f")} '
+                         f'{_fmt(v.get("cpu_time"), ">8.2f")} '
                          f'{_fmt(v["memory"], ">7.2f")} '
                          f'{_fmt(v.get("memory_above_baseline"), ">14.2f")} '
                          f'{_fmt(v["flops"], ">6.2f")}')
@@ -815,6 +824,10 @@ def format_table(results: List[dict], ratios: Dict[str, dict],
             '', '"above base": peak RSS minus the RSS of the worker after its '
             'imports, before the model was built.'
         ]
+    lines += [
+        '"CPU s": median CPU time of the process (all threads) per timed '
+        'step; less sensitive to other load than wall time.'
+    ]
     return '\n'.join(lines)
 
 

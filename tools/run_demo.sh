@@ -1,63 +1,30 @@
 #!/usr/bin/env bash
-# Demo run (placeholder until UM-MAE pre-training lands here): loads the demo
-# data in data/demo through mmpretrain's ImageNet, mmdet's CocoDataset and
-# mmseg's ADE20KDataset with their usual pipelines and prints what it finds.
-# Run `make data` (or `make demo`) first.
+# The main job on a CPU: UM-MAE pre-training of a small Swin on the bundled
+# demo photos (configs/ummae/ummae_swin-mini_demo.py: 400 iterations at
+# batch 16, 128 px), logging loss with ETA, writing checkpoints, and ending
+# with a reconstruction figure
+#   original | US-masked | encoder input with SM patches | reconstruction
+# in the work dir. Run through `make demo` (which sets up the venv and the
+# demo data first). Extra arguments go to tools/train.py, e.g.
+#   bash tools/run_demo.sh --cfg-options train_cfg.max_epochs=5
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 PY="${MMUMAE_VENV:-$ROOT/.venv}/bin/python"
 DATA="${DEMO_DATA:-data/demo}"
+CONFIG="${DEMO_CONFIG:-configs/ummae/ummae_swin-mini_demo.py}"
+WORK_DIR="${DEMO_WORK_DIR:-work_dirs/ummae_swin-mini_demo}"
 
-"$PY" - "$DATA" <<'PY'
-import sys
-import time
-
-from mmengine.registry import DefaultScope
-
-import mmumae  # noqa: F401  (compatibility fixes)
-
-data = sys.argv[1]
-start = time.time()
-
-with DefaultScope.overwrite_default_scope('mmpretrain'):
-    from mmpretrain.datasets import ImageNet
-    ds = ImageNet(
-        data_root=f'{data}/imagenet', split='train',
-        classes=f'{data}/imagenet/meta/classes.txt',
-        pipeline=[dict(type='LoadImageFromFile'),
-                  dict(type='RandomResizedCrop', scale=64),
-                  dict(type='PackInputs')])
-    sample = ds[0]
-    print(f'ImageNet   {len(ds)} train images, {len(ds.CLASSES)} classes; '
-          f'first: {tuple(sample["inputs"].shape)} '
-          f'label {sample["data_samples"].gt_label.item()}')
-
-with DefaultScope.overwrite_default_scope('mmdet'):
-    from mmdet.datasets import CocoDataset
-    ds = CocoDataset(
-        data_root=f'{data}/coco', ann_file='annotations/instances_train2017.json',
-        data_prefix=dict(img='train2017/'),
-        metainfo=dict(classes=('person', 'cat', 'cup')),
-        pipeline=[dict(type='LoadImageFromFile'),
-                  dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-                  dict(type='PackDetInputs')])
-    gt = ds[0]['data_samples'].gt_instances
-    print(f'COCO       {len(ds)} train images; first: {len(gt)} instances, '
-          f'boxes {gt.bboxes.tensor.int().tolist()}')
-
-with DefaultScope.overwrite_default_scope('mmseg'):
-    from mmseg.datasets import ADE20KDataset
-    ds = ADE20KDataset(
-        data_root=f'{data}/ade/ADEChallengeData2016',
-        data_prefix=dict(img_path='images/training',
-                         seg_map_path='annotations/training'),
-        pipeline=[dict(type='LoadImageFromFile'),
-                  dict(type='LoadAnnotations'),
-                  dict(type='PackSegInputs')])
-    seg = ds[0]['data_samples'].gt_sem_seg.data
-    names = [ds.metainfo['classes'][int(c)] for c in seg.unique() if c != 255]
-    print(f'ADE20K     {len(ds)} training images; first: classes {names}')
-
-print(f'demo data OK ({time.time() - start:.1f} s)')
-PY
+if [ ! -f "$DATA/imagenet/meta/train.txt" ]; then
+  echo "demo data missing in $DATA: run 'make data' (or 'make demo')" >&2
+  exit 1
+fi
+echo "[demo] UM-MAE pre-training: $CONFIG -> $WORK_DIR"
+start=$(date +%s)
+"$PY" tools/train.py "$CONFIG" --work-dir "$WORK_DIR" \
+  --cfg-options "train_dataloader.dataset.data_root=$DATA/imagenet" "$@"
+figure="$WORK_DIR/reconstruction.png"
+[ -s "$figure" ] || { echo "[demo] no reconstruction figure at $figure" >&2; exit 1; }
+echo "[demo] done in $(( $(date +%s) - start )) s"
+echo "[demo] checkpoints and log: $WORK_DIR"
+echo "[demo] reconstruction figure: $figure"

@@ -5,7 +5,7 @@ Importing this package applies the compatibility fixes of
 registries (backbones also in mmdet's and mmseg's).
 """
 from . import compat  # noqa: F401  (apply fixes before anything else)
-from . import datasets, engine, models, visualization  # noqa: F401
+from . import datasets, engine, models, utils, visualization  # noqa: F401
 from .version import __version__
 
 __all__ = ['__version__']

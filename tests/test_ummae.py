@@ -238,3 +238,40 @@ def test_demo_configs_lower_the_loss(tmp_path, demo_data, config):
     assert osp.exists(osp.join(runner.work_dir, 'iter_24.pth'))
     if 'ummae' in config:
         assert osp.getsize(osp.join(runner.work_dir, 'reconstruction.png'))
+
+
+def test_um_on_plain_vit_trains_and_checks_patch_size():
+    torch.manual_seed(0)
+    vit = dict(type='UMMAEViT', img_size=64, patch_size=16,
+               arch=dict(embed_dims=32, num_layers=2, num_heads=2,
+                         feedforward_channels=64))
+    model = MODELS.build(
+        dict(
+            type='UMMAE',
+            backbone=vit,
+            neck=dict(type='UMMAEPretrainDecoder', in_channels=32,
+                      embed_dims=32, depth=1, num_heads=2, upscale=1,
+                      input_size=64),
+            head=dict(type='MAEPretrainHead', norm_pix=True, patch_size=16,
+                      loss=dict(type='PixelReconstructionLoss',
+                                criterion='L2'))))
+    model.init_weights()
+    samples = _samples(2)
+    img = torch.nn.functional.interpolate(  # smooth, so it can be learned
+        torch.randn(2, 3, 4, 4), size=64, mode='bilinear')
+    feats = model.backbone(img, torch.stack([s.mask for s in samples]),
+                           torch.stack([s.sm_mask for s in samples]))
+    assert feats[0].shape == (2, 32, 2, 2)  # 4 kept of 16 patches
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(30):
+        loss = model.loss(img, samples)['loss']
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        losses.append(float(loss))
+    assert losses[-1] < 0.7 * losses[0], losses
+    with pytest.raises(ValueError, match='mask_patch_size=16'):
+        model.backbone(
+            img, torch.zeros(2, 8, 8, dtype=torch.bool),
+            torch.zeros(2, 8, 8, dtype=torch.bool))

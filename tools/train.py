@@ -52,6 +52,8 @@ from mmengine.registry import MODEL_WRAPPERS, RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 from torch.nn.parallel import DistributedDataParallel  # noqa: E402
 
+from mmumae.utils import check_dataset_paths  # noqa: E402
+
 # Keys that only AmpOptimWrapper understands; OptimWrapper rejects them.
 _AMP_ONLY_KEYS = ('loss_scale', 'dtype', 'use_fsdp')
 
@@ -438,6 +440,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     check_launcher(args.launcher)
     cfg = Config.fromfile(args.config)
     warnings = merge_args(cfg, args)
+    try:
+        check_dataset_paths(cfg, ['train_dataloader'])
+    except FileNotFoundError as err:
+        raise SystemExit(f'error: {err}') from None
     cpu_dist = setup_cpu_dist(cfg)
     if cpu_dist is not None:
         warnings.insert(0, cpu_dist)

@@ -1,0 +1,37 @@
+"""Missing data roots fail early with the fix in the message."""
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+from mmengine.config import Config
+
+from mmumae.utils import check_dataset_paths
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+PAPER_CFG = osp.join(
+    REPO, 'configs/ummae/ummae_swin-tiny-w8_8xb512-amp-coslr-200e_in1k-256.py')
+
+
+def test_missing_data_root_names_path_and_fix(tmp_path):
+    cfg = Config.fromfile(PAPER_CFG)
+    cfg.train_dataloader.dataset.data_root = str(tmp_path / 'nowhere')
+    with pytest.raises(FileNotFoundError, match='nowhere.*--cfg-options'):
+        check_dataset_paths(cfg)
+    (tmp_path / 'nowhere').mkdir()
+    with pytest.raises(FileNotFoundError, match='meta/train.txt'):
+        check_dataset_paths(cfg)
+    (tmp_path / 'nowhere' / 'meta').mkdir()
+    (tmp_path / 'nowhere' / 'meta' / 'train.txt').write_text('')
+    check_dataset_paths(cfg)
+
+
+def test_train_tool_stops_before_building_anything(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, 'tools/train.py', PAPER_CFG, '--work-dir',
+         str(tmp_path), '--cfg-options',
+         f'train_dataloader.dataset.data_root={tmp_path}/missing'],
+        cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert 'does not exist' in proc.stderr and 'make data' in proc.stderr
+    assert 'Traceback' not in proc.stderr

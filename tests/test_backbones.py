@@ -195,3 +195,20 @@ def test_mask_errors_are_clear():
                              torch.zeros(1, 3, 3, dtype=torch.bool))
     with pytest.raises(KeyError, match='arch'):
         UMSwinTransformer(arch='huge')
+
+
+def test_dense_geometry_is_built_once_per_input_size():
+    model = UMSwinTransformer(arch=TINY_SWIN, window_size=4).eval()
+    x = torch.randn(2, 3, 64, 96)
+    ref = model(x)[0]
+    n = len(model._geometry_cache)
+    assert n > 0
+    out = model(torch.cat([x, x]))[0]  # other batch size, same geometry
+    assert len(model._geometry_cache) == n
+    torch.testing.assert_close(out[:2], ref)
+    model(torch.randn(1, 3, 96, 64))
+    m = len(model._geometry_cache)
+    assert m > n
+    mask, sm = _um_masks(2)
+    model(torch.randn(2, 3, 64, 64), mask, sm)  # UM: per batch, not cached
+    assert len(model._geometry_cache) == m

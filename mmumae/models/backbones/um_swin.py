@@ -356,6 +356,7 @@ class UMSwinTransformer(BaseModule):
         self.out_indices = self._parse_out_indices(out_indices)
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
+        self._geometry_cache: Dict[tuple, _WindowGeometry] = {}
 
         self.patch_embed = nn.Conv2d(in_channels, self.embed_dims,
                                      patch_size, patch_size)
@@ -553,6 +554,27 @@ class UMSwinTransformer(BaseModule):
         return _WindowGeometry(window, shift, pad, rel_index, attn_mask,
                                table_coords[None])
 
+    def _stage_geometry(self, coords: Tensor, quantum: int, radius: int,
+                        stage: int, shifted: bool,
+                        regular: bool) -> _WindowGeometry:
+        """Geometry of a stage; cached per input size on the regular grid.
+
+        Dense inputs of one size share one geometry (index tensors and
+        masks, no parameters), so it is built once and reused; UM inputs
+        carry per-sample coordinates and are built per batch.
+        """
+        if not regular:
+            return self._geometry(coords, quantum, radius, stage, shifted)
+        key = (tuple(coords.shape[1:3]), quantum, radius, stage, shifted,
+               str(coords.device))
+        geo = self._geometry_cache.get(key)
+        if geo is None:
+            if len(self._geometry_cache) >= 64:
+                self._geometry_cache.clear()
+            geo = self._geometry(coords, quantum, radius, stage, shifted)
+            self._geometry_cache[key] = geo
+        return geo
+
     # ---------------------------------------------------------------- embeds
     def _embed(self, x: Tensor, token_mask: Optional[Tensor]) -> Tensor:
         """Patch-embed, replace masked tokens by the mask token, normalise."""
@@ -676,11 +698,12 @@ class UMSwinTransformer(BaseModule):
             radius = radii[i]
             if radius is None:  # regular grid: differences stay in a window
                 radius = max(min(self.window_size, max(x.shape[1:3])) - 1, 0)
+            regular = radii[i] is None
             geos = {}
             for blk in stage.blocks:
                 if blk.shift not in geos:
-                    geos[blk.shift] = self._geometry(coords, quanta[i], radius,
-                                                     i, blk.shift)
+                    geos[blk.shift] = self._stage_geometry(
+                        coords, quanta[i], radius, i, blk.shift, regular)
                 x = blk(x, geos[blk.shift])
             if i in self.out_indices:
                 out = getattr(self, f'norm{i}')(x)

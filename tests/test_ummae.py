@@ -1,5 +1,4 @@
 """UM-MAE algorithm, decoder, checkpoints, demo configs and SimMIM."""
-import copy
 import os.path as osp
 
 import numpy as np

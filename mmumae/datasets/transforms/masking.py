@@ -7,7 +7,7 @@ as they are and the data preprocessor moves them to the device). ``True`` means 
 into token-level masks itself, so the same mask works for any patch size that
 divides the mask-patch size.
 """
-from typing import Optional, Sequence, Tuple, Union
+from typing import Sequence, Tuple, Union
 
 import numpy as np
 import torch

@@ -15,13 +15,11 @@ import torch.utils.checkpoint as cp
 from mmcv.cnn import build_norm_layer
 from mmcv.cnn.bricks.drop import DropPath
 from mmengine.model import BaseModule, ModuleList
-from mmengine.model.weight_init import trunc_normal_
 from mmpretrain.models.utils import build_2d_sincos_position_embedding
 from torch import Tensor
 
 from mmumae.registry import register_backbone
-from ..utils import (check_patch_mask, expand_patch_mask, gather_patches,
-                     kept_patch_ids, original_token_coords, take_patch_values)
+from .base import UMBackbone
 
 
 class AvgPoolSRAttention(BaseModule):
@@ -155,7 +153,7 @@ class UMPVTStage(BaseModule):
 
 
 @register_backbone
-class UMPVT(BaseModule):
+class UMPVT(UMBackbone):
     """Pyramid Vision Transformer for UM-MAE pre-training and dense use.
 
     Forward modes as :class:`UMSwinTransformer`: dense (``mask=None``),
@@ -188,6 +186,8 @@ class UMPVT(BaseModule):
         norm_cfg (dict): Norm config. Defaults to ``dict(type='LN')``.
         init_cfg (dict | list, optional): Initialisation config.
     """
+    stem_names = ('mask_token', )
+    stage_entry = 'patch_embed'
     arch_zoo: Dict[str, dict] = {
         **dict.fromkeys(['t', 'tiny'], {
             'embed_dims': [64, 128, 320, 512], 'depths': [2, 2, 2, 2],
@@ -219,7 +219,7 @@ class UMPVT(BaseModule):
                  mask_patch_size: int = 16,
                  norm_cfg: dict = dict(type='LN'),
                  init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
-        super().__init__(init_cfg=init_cfg)
+        super().__init__(frozen_stages, norm_eval, init_cfg)
         self.arch_settings = self._parse_arch(arch)
         self.embed_dims = list(self.arch_settings['embed_dims'])
         self.depths = list(self.arch_settings['depths'])
@@ -239,9 +239,8 @@ class UMPVT(BaseModule):
         self.mask_patch_size = mask_patch_size
         self.tokens_per_patch = mask_patch_size // patch_size
         self.sr_ratios = list(sr_ratios)
-        self.out_indices = self._parse_out_indices(out_indices)
-        self.frozen_stages = frozen_stages
-        self.norm_eval = norm_eval
+        self.out_indices = self._parse_out_indices(out_indices,
+                                                   self.num_stages)
         self._pos_cache: Dict[tuple, Tensor] = {}
 
         self.mask_token = nn.Parameter(torch.zeros(1, 1, self.embed_dims[0]))
@@ -269,91 +268,10 @@ class UMPVT(BaseModule):
                             build_norm_layer(norm_cfg, self.embed_dims[i])[1])
         self._freeze_stages()
 
-    # ------------------------------------------------------------------ setup
-    def _parse_arch(self, arch: Union[str, dict]) -> dict:
-        if isinstance(arch, str):
-            key = arch.lower()
-            if key not in self.arch_zoo:
-                raise KeyError(f'UMPVT: arch {arch!r} is not one of '
-                               f'{sorted(set(self.arch_zoo))}.')
-            return dict(self.arch_zoo[key])
-        missing = {'embed_dims', 'depths', 'num_heads'} - set(arch)
-        if missing:
-            raise KeyError(f'UMPVT: custom arch needs keys {sorted(missing)}.')
-        return dict(arch)
-
-    def _parse_out_indices(self, out_indices) -> Tuple[int, ...]:
-        if isinstance(out_indices, int):
-            out_indices = [out_indices]
-        out = []
-        for i in out_indices:
-            j = i + self.num_stages if i < 0 else i
-            if not 0 <= j < self.num_stages:
-                raise ValueError(f'UMPVT: out index {i} is out of range for '
-                                 f'{self.num_stages} stages.')
-            out.append(j)
-        return tuple(out)
-
     def init_weights(self) -> None:
-        """Truncated-normal linear weights unless loading pretrained."""
+        """Truncated-normal linears unless loading a pretrained checkpoint."""
         super().init_weights()
-        if (isinstance(self.init_cfg, dict)
-                and self.init_cfg.get('type') == 'Pretrained'):
-            return
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                trunc_normal_(m.weight, std=.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-        trunc_normal_(self.mask_token, std=.02)
-
-    def _freeze_stages(self) -> None:
-        if self.frozen_stages < 0:
-            return
-        self.mask_token.requires_grad = False
-        frozen = list(self.stages[:self.frozen_stages + 1])
-        frozen += [
-            getattr(self, f'norm{i}') for i in self.out_indices
-            if i <= self.frozen_stages
-        ]
-        for m in frozen:
-            m.eval()
-            for p in m.parameters():
-                p.requires_grad = False
-
-    def train(self, mode: bool = True) -> 'UMPVT':
-        """Set train mode, keeping frozen stages (and batch norms with
-        ``norm_eval``) in eval mode."""
-        super().train(mode)
-        self._freeze_stages()
-        if mode and self.norm_eval:
-            for m in self.modules():
-                if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                    m.eval()
-        return self
-
-    def get_layer_depth(self, param_name: str, prefix: str = ''):
-        """Layer depth of a parameter for layer-wise lr decay.
-
-        Returns:
-            Tuple[int, int]: ``(layer_depth, num_layers)``.
-        """
-        num_layers = sum(self.depths) + 2
-        if not param_name.startswith(prefix):
-            return num_layers - 1, num_layers
-        name = param_name[len(prefix):]
-        if name.startswith('mask_token'):
-            return 0, num_layers
-        if name.startswith('stages.'):
-            parts = name.split('.')
-            stage = int(parts[1])
-            if parts[2] == 'patch_embed':
-                return sum(self.depths[:stage]), num_layers
-            return sum(self.depths[:stage]) + int(parts[3]) + 1, num_layers
-        return num_layers - 1, num_layers
+        self._init_transformer_weights()
 
     # ---------------------------------------------------------------- helpers
     def position_embedding(self, hw: Tuple[int, int], device,
@@ -365,13 +283,6 @@ class UMPVT(BaseModule):
                 (hw[1], hw[0]), self.embed_dims[0], cls_token=False)
             self._pos_cache[key] = pe[0].to(device=device, dtype=dtype)
         return self._pos_cache[key]
-
-    def _check_mask(self, x: Tensor, mask: Tensor) -> int:
-        p = check_patch_mask(mask, x.shape[-2:], 'UMPVT')
-        if p % self.patch_size:
-            raise ValueError(f'UMPVT: {p}-px mask patches are not a multiple '
-                             f'of patch_size={self.patch_size}.')
-        return p
 
     # --------------------------------------------------------------- forward
     def forward(self,
@@ -389,26 +300,12 @@ class UMPVT(BaseModule):
         Returns:
             tuple[Tensor]: ``(B, C_i, H_i, W_i)`` for each out index.
         """
-        if x.dim() != 4:
-            raise ValueError(f'UMPVT: expected (B, C, H, W) images, got '
-                             f'shape {tuple(x.shape)}.')
+        self._check_input(x)
         full_hw = (x.shape[2] // self.patch_size, x.shape[3] // self.patch_size)
         stem = self.stages[0].patch_embed
         if mask is not None and sm_mask is not None:
-            p = self._check_mask(x, mask)
-            if p != self.mask_patch_size:
-                raise ValueError(
-                    f'UMPVT: the mask grid implies {p}-px mask patches but '
-                    f'the backbone was built with mask_patch_size='
-                    f'{self.mask_patch_size}.')
-            gh, gw = mask.shape[-2:]
-            ids = kept_patch_ids(mask, 'UMPVT')
-            compact_hw = (gh // 2, gw // 2)
-            img = gather_patches(x, ids, p, compact_hw)
-            t = self.tokens_per_patch
-            sm = take_patch_values(sm_mask.bool(), ids).view(-1, *compact_hw)
-            token_mask = expand_patch_mask(sm, t).flatten(1)
-            coords = original_token_coords(ids, gw, compact_hw, t)
+            img, sm_tokens, coords, _ = self._compact_input(x, mask, sm_mask)
+            token_mask = sm_tokens.flatten(1)
             pos_index = (coords[..., 0] * full_hw[1] + coords[..., 1]).flatten(1)
             x = stem(img)
             hw = x.shape[2:]
@@ -416,11 +313,8 @@ class UMPVT(BaseModule):
             pe = self.position_embedding(full_hw, x.device, x.dtype)
             pos = pe[pos_index]
         else:
-            token_mask = None
-            if mask is not None:
-                p = self._check_mask(x, mask)
-                token_mask = expand_patch_mask(mask.bool(),
-                                               p // self.patch_size).flatten(1)
+            token_mask = None if mask is None else self._simmim_tokens(
+                x, mask).flatten(1)
             x = stem(x)
             hw = x.shape[2:]
             x = x.flatten(2).transpose(1, 2)

@@ -16,12 +16,10 @@ import torch.utils.checkpoint as cp
 from mmcv.cnn import build_norm_layer
 from mmcv.cnn.bricks.drop import DropPath
 from mmengine.model import BaseModule, ModuleList
-from mmengine.model.weight_init import trunc_normal_
 from torch import Tensor
 
 from mmumae.registry import register_backbone
-from ..utils import (check_patch_mask, expand_patch_mask, gather_patches,
-                     kept_patch_ids, original_token_coords, take_patch_values)
+from .base import UMBackbone
 
 #: Additive attention mask value for pairs that must not attend (as Swin).
 _MASK_VALUE = -100.0
@@ -258,7 +256,7 @@ class UMSwinStage(BaseModule):
 
 
 @register_backbone
-class UMSwinTransformer(BaseModule):
+class UMSwinTransformer(UMBackbone):
     """Swin Transformer for UM-MAE pre-training and dense prediction.
 
     One class, one set of parameter names, three forward modes:
@@ -304,6 +302,8 @@ class UMSwinTransformer(BaseModule):
         norm_cfg (dict): Norm config. Defaults to ``dict(type='LN')``.
         init_cfg (dict | list, optional): Initialisation config.
     """
+    stem_names = ('patch_embed', 'patch_norm', 'mask_token')
+    stage_entry = 'downsample'
     arch_zoo: Dict[str, dict] = {
         **dict.fromkeys(['t', 'tiny'], {
             'embed_dims': 96, 'depths': [2, 2, 6, 2],
@@ -336,7 +336,7 @@ class UMSwinTransformer(BaseModule):
                  mask_patch_size: int = 16,
                  norm_cfg: dict = dict(type='LN'),
                  init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
-        super().__init__(init_cfg=init_cfg)
+        super().__init__(frozen_stages, norm_eval, init_cfg)
         self.arch_settings = self._parse_arch(arch)
         self.embed_dims = self.arch_settings['embed_dims']
         self.depths = list(self.arch_settings['depths'])
@@ -353,9 +353,8 @@ class UMSwinTransformer(BaseModule):
         self.mask_patch_size = mask_patch_size
         self.tokens_per_patch = mask_patch_size // patch_size
         self.window_size = window_size
-        self.out_indices = self._parse_out_indices(out_indices)
-        self.frozen_stages = frozen_stages
-        self.norm_eval = norm_eval
+        self.out_indices = self._parse_out_indices(out_indices,
+                                                   self.num_stages)
         self._geometry_cache: Dict[tuple, _WindowGeometry] = {}
 
         self.patch_embed = nn.Conv2d(in_channels, self.embed_dims,
@@ -389,99 +388,13 @@ class UMSwinTransformer(BaseModule):
                                              self.num_features[i])[1])
         self._freeze_stages()
 
-    # ------------------------------------------------------------------ setup
-    def _parse_arch(self, arch: Union[str, dict]) -> dict:
-        if isinstance(arch, str):
-            key = arch.lower()
-            if key not in self.arch_zoo:
-                raise KeyError(f'UMSwinTransformer: arch {arch!r} is not one '
-                               f'of {sorted(set(self.arch_zoo))}.')
-            return dict(self.arch_zoo[key])
-        missing = {'embed_dims', 'depths', 'num_heads'} - set(arch)
-        if missing:
-            raise KeyError(f'UMSwinTransformer: custom arch needs keys '
-                           f'{sorted(missing)}.')
-        return dict(arch)
-
-    def _parse_out_indices(self, out_indices) -> Tuple[int, ...]:
-        if isinstance(out_indices, int):
-            out_indices = [out_indices]
-        out = []
-        for i in out_indices:
-            j = i + self.num_stages if i < 0 else i
-            if not 0 <= j < self.num_stages:
-                raise ValueError(f'UMSwinTransformer: out index {i} is out of '
-                                 f'range for {self.num_stages} stages.')
-            out.append(j)
-        return tuple(out)
-
     def init_weights(self) -> None:
-        """Truncated-normal linear/conv weights unless loading pretrained."""
+        """Truncated-normal linears, xavier patch embedding, unless loading
+        a pretrained checkpoint."""
         super().init_weights()
-        if (isinstance(self.init_cfg, dict)
-                and self.init_cfg.get('type') == 'Pretrained'):
-            return
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                trunc_normal_(m.weight, std=.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-        w = self.patch_embed.weight.data
-        nn.init.xavier_uniform_(w.view(w.shape[0], -1))
-        trunc_normal_(self.mask_token, std=.02)
-
-    def _freeze_stages(self) -> None:
-        if self.frozen_stages < 0:
-            return
-        frozen = [self.patch_embed, self.patch_norm]
-        frozen += list(self.stages[:self.frozen_stages + 1])
-        frozen += [
-            getattr(self, f'norm{i}') for i in self.out_indices
-            if i <= self.frozen_stages
-        ]
-        self.mask_token.requires_grad = False
-        for m in frozen:
-            m.eval()
-            for p in m.parameters():
-                p.requires_grad = False
-
-    def train(self, mode: bool = True) -> 'UMSwinTransformer':
-        """Set train mode, keeping frozen stages and (with ``norm_eval``)
-        batch norms in eval mode."""
-        super().train(mode)
-        self._freeze_stages()
-        if mode and self.norm_eval:
-            for m in self.modules():
-                if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                    m.eval()
-        return self
-
-    def get_layer_depth(self, param_name: str, prefix: str = ''):
-        """Layer depth of a parameter for layer-wise lr decay.
-
-        Used by mmpretrain's ``LearningRateDecayOptimWrapperConstructor``.
-
-        Returns:
-            Tuple[int, int]: ``(layer_depth, num_layers)``; 0 is the stem,
-            ``num_layers - 1`` the output norms and anything after the
-            backbone.
-        """
-        num_layers = sum(self.depths) + 2
-        if not param_name.startswith(prefix):
-            return num_layers - 1, num_layers
-        name = param_name[len(prefix):]
-        if name.startswith(('patch_embed', 'patch_norm', 'mask_token')):
-            return 0, num_layers
-        if name.startswith('stages.'):
-            parts = name.split('.')
-            stage = int(parts[1])
-            if parts[2] == 'downsample':
-                return sum(self.depths[:stage]), num_layers
-            return sum(self.depths[:stage]) + int(parts[3]) + 1, num_layers
-        return num_layers - 1, num_layers
+        if self._init_transformer_weights():
+            w = self.patch_embed.weight.data
+            nn.init.xavier_uniform_(w.view(w.shape[0], -1))
 
     # --------------------------------------------------------------- geometry
     def _stage_window(self, hw: Tuple[int, int],
@@ -584,30 +497,6 @@ class UMSwinTransformer(BaseModule):
                             self.mask_token.to(x.dtype), x)
         return self.drop_after_pos(self.patch_norm(x))
 
-    def _check_input(self, x: Tensor) -> None:
-        if x.dim() != 4:
-            raise ValueError(f'UMSwinTransformer: expected (B, C, H, W) '
-                             f'images, got shape {tuple(x.shape)}.')
-
-    def _compact_input(self, x: Tensor, mask: Tensor, sm_mask: Tensor):
-        """Gather kept patches; return image, token SM mask, coordinates."""
-        p = check_patch_mask(mask, x.shape[-2:], 'UMSwinTransformer')
-        if p != self.mask_patch_size:
-            raise ValueError(
-                f'UMSwinTransformer: the mask grid implies {p}-px mask patches '
-                f'but the backbone was built with mask_patch_size='
-                f'{self.mask_patch_size}; make them agree.')
-        gh, gw = mask.shape[-2:]
-        ids = kept_patch_ids(mask, 'UMSwinTransformer')
-        compact_hw = (gh // 2, gw // 2)
-        img = gather_patches(x, ids, p, compact_hw)
-        sm = take_patch_values(sm_mask.bool(), ids).view(-1, *compact_hw)
-        token_sm = expand_patch_mask(sm, self.tokens_per_patch)
-        coords = original_token_coords(ids, gw, compact_hw,
-                                       self.tokens_per_patch)
-        return img, token_sm, coords, (gh * self.tokens_per_patch,
-                                       gw * self.tokens_per_patch)
-
     # --------------------------------------------------------------- forward
     def forward(self,
                 x: Tensor,
@@ -639,15 +528,8 @@ class UMSwinTransformer(BaseModule):
                       for i in range(self.num_stages)]
             radii = [(extent - 1) // q for q in quanta]
         else:
-            token_mask = None
-            if mask is not None:
-                p = check_patch_mask(mask, x.shape[-2:], 'UMSwinTransformer')
-                if p % self.patch_size:
-                    raise ValueError(
-                        f'UMSwinTransformer: {p}-px mask patches are not a '
-                        f'multiple of patch_size={self.patch_size}.')
-                token_mask = expand_patch_mask(mask.bool(),
-                                               p // self.patch_size)
+            token_mask = None if mask is None else self._simmim_tokens(
+                x, mask)
             x = self._embed(x, token_mask)
             h, w = x.shape[1:3]
             coords = self._grid_coords(h, w, x.device)

@@ -1,5 +1,5 @@
 """UM-MAE decoder: from the compact last-stage map to per-patch pixels."""
-from typing import Optional, Tuple
+from typing import Optional
 
 import torch
 import torch.nn as nn

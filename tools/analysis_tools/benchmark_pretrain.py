@@ -862,11 +862,12 @@ def plot(results: List[dict], path: str, device: str) -> None:
     axes[1].bar(xs, mem, color=col)
     axes[1].set_ylabel('peak GPU memory allocated, GiB' if device == 'cuda'
                        else 'peak RSS, GiB')
-    for ax, vals in zip(axes, (med, mem)):
+    tops = ([r['max_s'] for r in ok], mem)  # labels above the error bars
+    for ax, vals, top in zip(axes, (med, mem), tops):
         ax.set_xticks(list(xs))
         ax.set_xticklabels(labels, fontsize=8)
-        for x, v in zip(xs, vals):
-            ax.annotate(f'{v:.2f}', (x, v), ha='center', va='bottom',
+        for x, v, t in zip(xs, vals, top):
+            ax.annotate(f'{v:.2f}', (x, t), ha='center', va='bottom',
                         fontsize=8, xytext=(0, 2), textcoords='offset points')
     if ok:
         r = ok[0]

@@ -8,9 +8,9 @@ on random, normalised input images, with fresh masks drawn for every step
 (mask drawing and batch creation are data-pipeline work and stay outside the
 timed region). The optimizer is the paper's ``torch.optim.AdamW`` (betas
 0.9/0.95, weight decay 0.05, none on norms, biases and tokens; ``--adamw``
-picks torch's implementation). Each variant first runs ``--warmup`` untimed steps, then
-``--steps`` timed ones; the table reports the median, min and max step time
-and images/s = batch / median.
+picks torch's implementation). Each variant first runs ``--warmup`` untimed
+steps, then ``--steps`` timed ones; the table reports the median, min and max
+step time, images/s = batch / median and the median CPU time per step.
 
 Memory: on CUDA ``torch.cuda.max_memory_allocated`` over the warm-up and
 timed steps; on the CPU the peak resident set size (``ru_maxrss``) of a fresh
@@ -516,18 +516,27 @@ def run_variant(spec: dict) -> dict:
     """Build one variant and time it; returns a result dict.
 
     ``spec`` holds model, variant, img_size, batch_size, device, precision,
-    warmup, steps, with_cp, compile, threads, seed, isolated.
+    warmup, steps, with_cp, compile, adamw, threads, seed, isolated and
+    profile_dir.
     """
     _import_mmumae()
+    from mmengine.logging import MMLogger
+    logger = MMLogger.get_current_instance()
+    level = logger.level
+    logger.setLevel('WARNING')  # silence per-module init messages
+    try:
+        return _run_variant(spec)
+    finally:
+        logger.setLevel(level)
+
+
+def _run_variant(spec: dict) -> dict:
     import numpy as np
     import torch
-    from mmengine.logging import MMLogger
     from mmpretrain.registry import MODELS
 
-    logger = MMLogger.get_current_instance()
-    logger.setLevel('WARNING')  # silence per-module init messages
     # RSS of the interpreter with torch and OpenMMLab imported, before any
-    # model exists (about 0.9 GiB with the CUDA build of torch): part of
+    # model exists (about 1 GiB with the CUDA build of torch): part of
     # every CPU peak, so ratios of peak RSS understate the model's savings.
     rss_baseline = _rss_bytes()
 
@@ -641,9 +650,9 @@ def run_variant(spec: dict) -> dict:
         except Exception as e:  # noqa: BLE001
             if not compiled:
                 raise
-            msg = (f'torch.compile failed at the first call ({type(e).__name__}'
-                   f': {str(e).splitlines()[0] if str(e) else ""}); falling '
-                   f'back to eager mode.')
+            first = str(e).splitlines()[0] if str(e) else ''
+            msg = (f'torch.compile failed ({type(e).__name__}: {first}); '
+                   f'falling back to eager mode.')
             print(f'  {label}: {msg}', flush=True)
             result['notes'].append(msg)
             loss_fn, compiled = model.loss, False
@@ -824,7 +833,8 @@ def format_table(results: List[dict], ratios: Dict[str, dict],
         ]
         for e in prof['top'][:15]:
             lines.append(f'  {e["name"][:44]:<44} {e["calls"]:>6} '
-                         f'{e["self_cpu_ms"]:>11.1f} {e["self_cpu_pct"]:>6.1f}')
+                         f'{e["self_cpu_ms"]:>11.1f} '
+                         f'{e["self_cpu_pct"]:>6.1f}')
     if any(r.get('peak_mem_above_baseline_bytes') for r in results):
         lines += [
             '', '"above base": peak RSS minus the RSS of the worker after its '

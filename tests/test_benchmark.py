@@ -154,3 +154,30 @@ def test_bad_arguments(bench):
         bench.parse_args(['--model', 'resnet-50'])
     with pytest.raises(SystemExit):
         bench.parse_args(['--steps', '0'])
+
+
+def test_compile_failure_falls_back_to_eager(bench, tmp_path, monkeypatch):
+    import torch
+
+    def broken_compile(fn, *args, **kwargs):
+
+        def run(*a, **k):
+            raise RuntimeError('no compiler here')
+
+        return run
+
+    monkeypatch.setattr(torch, 'compile', broken_compile)
+    threads = torch.get_num_threads()
+    try:
+        report = bench.main([
+            '--model', 'swin-tiny-test', '--variants', 'ummae', '--steps',
+            '1', '--warmup', '1', '--threads', '1', '--compile',
+            '--no-subprocess', '--out-dir',
+            str(tmp_path)
+        ])
+    finally:
+        torch.set_num_threads(threads)
+    (result, ) = report['results']
+    _check_ok(result, 1)
+    assert result['compiled'] is False
+    assert any('falling back to eager' in n for n in result['notes'])

@@ -112,8 +112,11 @@ class PositionMLPWindowAttention(BaseModule):
         """Bias ``(Bc, nW, heads, N, N)``: MLP once per distinct difference."""
         table = self.rpe_mlp(geo.table_coords.to(self.qkv.weight.dtype))
         table = table.flatten(2)[0]  # (heads, S * S)
-        bias = table[:, geo.rel_index]  # (heads, Bc, nW, N, N)
-        return bias.permute(1, 2, 0, 3, 4)
+        # index_select: its backward is an index_add, cheaper than the
+        # accumulating index_put of advanced indexing
+        idx = geo.rel_index
+        bias = table.index_select(1, idx.flatten()).view(-1, *idx.shape)
+        return bias.permute(1, 2, 0, 3, 4)  # (Bc, nW, heads, N, N)
 
     def forward(self, x: Tensor, geo: _WindowGeometry) -> Tensor:
         """x: ``(B, nW, N, C)`` windows -> same shape."""
@@ -181,7 +184,8 @@ class UMSwinBlock(BaseModule):
 
     def _attention(self, x: Tensor, geo: _WindowGeometry) -> Tensor:
         b, h, w, c = x.shape
-        x = F.pad(x, (0, 0, 0, geo.pad[1], 0, geo.pad[0]))
+        if geo.pad[0] or geo.pad[1]:
+            x = F.pad(x, (0, 0, 0, geo.pad[1], 0, geo.pad[0]))
         if geo.shift:
             x = torch.roll(x, (-geo.shift, -geo.shift), dims=(1, 2))
         hp, wp = x.shape[1:3]
@@ -224,7 +228,8 @@ class UMSwinDownsample(BaseModule):
     def forward(self, x: Tensor) -> Tensor:
         """``(B, H, W, C)`` -> ``(B, ceil(H/2), ceil(W/2), C')``."""
         x = self.norm(x).permute(0, 3, 1, 2)
-        x = F.pad(x, (0, x.shape[3] % 2, 0, x.shape[2] % 2))
+        if x.shape[2] % 2 or x.shape[3] % 2:
+            x = F.pad(x, (0, x.shape[3] % 2, 0, x.shape[2] % 2))
         return self.reduction(x).permute(0, 2, 3, 1)
 
 
@@ -356,6 +361,7 @@ class UMSwinTransformer(UMBackbone):
         self.out_indices = self._parse_out_indices(out_indices,
                                                    self.num_stages)
         self._geometry_cache: Dict[tuple, _WindowGeometry] = {}
+        self._static_cache: Dict[tuple, Tensor] = {}
 
         self.patch_embed = nn.Conv2d(in_channels, self.embed_dims,
                                      patch_size, patch_size)
@@ -417,10 +423,9 @@ class UMSwinTransformer(UMBackbone):
             stage (int): Stage index; real differences are in units of
                 ``2 ** stage`` first-stage tokens.
         """
-        device = coords.device
         h, w = coords.shape[1:3]
-        window, shift = self._stage_window((h, w), shifted)
-        pad = ((-h) % window[0], (-w) % window[1])
+        window, shift, pad, attn_mask = self._window_layout(
+            h, w, shifted, coords.device)
         c = coords
         if pad[0] or pad[1]:
             c = F.pad(c.permute(0, 3, 1, 2), (0, pad[1], 0, pad[0]),
@@ -433,9 +438,29 @@ class UMSwinTransformer(UMBackbone):
         diff = diff.clamp(-radius, radius) + radius
         side = 2 * radius + 1
         rel_index = diff[..., 0] * side + diff[..., 1]
+        table_coords = self._table_coords(radius, quantum, stage,
+                                          coords.device)
+        return _WindowGeometry(window, shift, pad, rel_index, attn_mask,
+                               table_coords)
 
-        attn_mask = None
-        if shift or pad[0] or pad[1]:
+    def _cached(self, key: tuple, build):
+        """Small cache for tensors that depend only on sizes (no params)."""
+        value = self._static_cache.get(key)
+        if value is None:
+            if len(self._static_cache) >= 128:
+                self._static_cache.clear()
+            value = self._static_cache[key] = build()
+        return value
+
+    def _window_layout(self, h: int, w: int, shifted: bool, device):
+        """Window, shift, padding and the additive mask of shifted regions
+        and padded keys, ``(1, nW, 1, N, N)`` or None, for an h x w map."""
+        window, shift = self._stage_window((h, w), shifted)
+        pad = ((-h) % window[0], (-w) % window[1])
+        if not (shift or pad[0] or pad[1]):
+            return window, shift, pad, None
+
+        def build():
             hp, wp = h + pad[0], w + pad[1]
             region = torch.zeros(hp, wp, device=device)
             if shift:
@@ -456,16 +481,24 @@ class UMSwinTransformer(UMBackbone):
             rw = _window_partition(region[None, ..., None], window)[0, ..., 0]
             pw = _window_partition(padded[None, ..., None], window)[0, ..., 0]
             blocked = (rw[:, :, None] != rw[:, None, :]) | pw[:, None, :]
-            attn_mask = torch.zeros(blocked.shape, device=device)
-            attn_mask = attn_mask.masked_fill(blocked, _MASK_VALUE)
-            attn_mask = attn_mask[None, :, None]
+            mask = torch.zeros(blocked.shape, device=device)
+            return mask.masked_fill(blocked, _MASK_VALUE)[None, :, None]
 
-        ks = torch.arange(-radius, radius + 1, device=device,
-                          dtype=torch.float32) * (quantum / 2**stage)
-        ks = torch.sign(ks) * torch.log1p(ks.abs())
-        table_coords = torch.stack(torch.meshgrid(ks, ks, indexing='ij'))
-        return _WindowGeometry(window, shift, pad, rel_index, attn_mask,
-                               table_coords[None])
+        attn_mask = self._cached(('mask', h, w, shift, str(device)), build)
+        return window, shift, pad, attn_mask
+
+    def _table_coords(self, radius: int, quantum: int, stage: int,
+                      device) -> Tensor:
+        """``(1, 2, S, S)`` log-spaced differences the MLP is evaluated on."""
+
+        def build():
+            ks = torch.arange(-radius, radius + 1, device=device,
+                              dtype=torch.float32) * (quantum / 2**stage)
+            ks = torch.sign(ks) * torch.log1p(ks.abs())
+            return torch.stack(torch.meshgrid(ks, ks, indexing='ij'))[None]
+
+        return self._cached(('table', radius, quantum, stage, str(device)),
+                            build)
 
     def _stage_geometry(self, coords: Tensor, quantum: int, radius: int,
                         stage: int, shifted: bool,

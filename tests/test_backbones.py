@@ -212,3 +212,27 @@ def test_dense_geometry_is_built_once_per_input_size():
     mask, sm = _um_masks(2)
     model(torch.randn(2, 3, 64, 64), mask, sm)  # UM: per batch, not cached
     assert len(model._geometry_cache) == m
+
+
+@pytest.mark.parametrize('cls,arch,extra', [
+    (UMSwinTransformer, TINY_SWIN, dict(window_size=4)),
+    (UMPVT, TINY_PVT, dict(sr_ratios=(2, 1, 1, 1))),
+])
+def test_gradient_checkpointing_gives_the_same_gradients(cls, arch, extra):
+    torch.manual_seed(0)
+    plain = cls(arch=arch, drop_path_rate=0., **extra)
+    plain.init_weights()
+    ckpt = cls(arch=arch, with_cp=True, drop_path_rate=0., **extra)
+    ckpt.load_state_dict(plain.state_dict())
+    mask, sm = _um_masks(2)
+    x = torch.randn(2, 3, 64, 64)
+    grads = []
+    for model in (plain, ckpt):
+        model.train()
+        out = model(x, mask, sm)[-1]
+        (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters()
+                      if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys()
+    for name, g in grads[0].items():
+        torch.testing.assert_close(grads[1][name], g, rtol=1e-4, atol=1e-6)

@@ -47,8 +47,20 @@ train_dataloader = dict(
     drop_last=True,
     dataset=dict(pipeline=train_pipeline))
 
-# A small batch trains faster with a larger lr than the paper's scaling.
-optim_wrapper = dict(optimizer=dict(lr=1.5e-3))
+# fp32 OptimWrapper (the demo targets a CPU, where AmpOptimWrapper refuses to
+# start), so that `mim train mmpretrain` (which has no CPU fall-back) runs it
+# too; the paper's AdamW and weight-decay exemptions, and a larger lr than
+# the paper's scaling, which trains a small batch faster.
+optim_wrapper = dict(
+    _delete_=True,
+    type='OptimWrapper',
+    optimizer=dict(
+        type='AdamW',
+        lr=1.5e-3,
+        betas=(0.9, 0.95),
+        weight_decay=0.05,
+        fused=True),
+    paramwise_cfg={{_base_.optim_wrapper.paramwise_cfg}})
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-3, by_epoch=True, begin=0, end=1,
          convert_to_iter_based=True),

@@ -231,6 +231,20 @@ def test_dist_train_ummae_on_two_cpu_processes(tmp_path, data_dir):
     assert not any(key.startswith('module.') for key in state)
 
 
+def _json_records(text):
+    """Every JSON object in a scalars file, also when two records share a
+    line (both ranks may append to the same file)."""
+    decoder = json.JSONDecoder()
+    records, pos = [], 0
+    while True:
+        while pos < len(text) and text[pos].isspace():
+            pos += 1
+        if pos >= len(text):
+            return records
+        record, pos = decoder.raw_decode(text, pos)
+        records.append(record)
+
+
 def test_dist_test_collects_both_ranks(tmp_path, data_dir):
     from mmpretrain.registry import MODELS
     cfg = tmp_path / 'cls_tiny.py'
@@ -254,8 +268,8 @@ def test_dist_test_collects_both_ranks(tmp_path, data_dir):
     # 5 images per rank in batches of 3 (one process: 4 batches).
     assert 'Epoch(test) [2/2]' in log
     metrics = [
-        json.loads(line) for p in work_dir.glob('*/*.json')
-        for line in p.read_text().splitlines()
+        record for p in work_dir.glob('*/*.json')
+        for record in _json_records(p.read_text())
     ]
     # 3 of the 10 images are 'b'; rank 0's five alone would give 20%.
     assert metrics[-1]['accuracy/top1'] == pytest.approx(30.0)

@@ -15,7 +15,6 @@ images of both ranks.
 
 The set-up functions of tools/train.py are also checked in-process.
 """
-import importlib.util
 import json
 import math
 import os
@@ -32,12 +31,12 @@ import pytest
 import torch
 import torch.distributed as torch_dist
 from mmengine.config import Config
-from PIL import Image
 
-REPO = Path(__file__).resolve().parents[1]
+from tool_helpers import (CLASSIFIER_MODEL, REPO, RUNTIME, load_tool, log_text,
+                          write_image_folders)
+
 DIST_TRAIN = REPO / 'tools' / 'dist_train.sh'
 DIST_TEST = REPO / 'tools' / 'dist_test.sh'
-RUNTIME = REPO / 'configs' / '_base_' / 'default_runtime.py'
 NPROC = 2
 TIMEOUT_S = 150  # per launch; one takes ~15 s on 2 CPU cores
 CPU_DIST_WARNING = 'running distributed on the CPU'
@@ -91,22 +90,7 @@ train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=1)
 default_hooks = dict(logger=dict(type='LoggerHook', interval=1))
 """
 
-CLASSIFIER = """
-_base_ = ['{runtime}']
-model = dict(
-    type='ImageClassifier',
-    backbone=dict(
-        type='VisionTransformer',
-        arch=dict(embed_dims=32, num_layers=1, num_heads=2,
-                  feedforward_channels=64),
-        img_size=32, patch_size=8),
-    head=dict(
-        type='VisionTransformerClsHead', num_classes=2, in_channels=32,
-        loss=dict(type='CrossEntropyLoss')))
-data_preprocessor = dict(
-    num_classes=2, mean=[123.675, 116.28, 103.53],
-    std=[58.395, 57.12, 57.375], to_rgb=True)
-test_dataloader = dict(
+CLASSIFIER = CLASSIFIER_MODEL + """test_dataloader = dict(
     batch_size={batch}, num_workers=0,
     sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(type='CustomDataset', data_root='{data}',
@@ -120,27 +104,14 @@ test_cfg = dict()
 """
 
 
-def _load_tool(path: Path, name: str):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-train_tool = _load_tool(REPO / 'tools' / 'train.py', 'mmumae_dist_train')
-test_tool = _load_tool(REPO / 'tools' / 'test.py', 'mmumae_dist_test')
+train_tool = load_tool(REPO / 'tools' / 'train.py', 'mmumae_dist_train')
+test_tool = load_tool(REPO / 'tools' / 'test.py', 'mmumae_dist_test')
 
 
 @pytest.fixture(scope='module')
 def data_dir(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp('data')
-    rng = np.random.default_rng(0)
-    for cls, count in CLASS_SIZES.items():
-        (root / cls).mkdir()
-        for i in range(count):
-            pixels = rng.integers(0, 256, (72, 80, 3), dtype=np.uint8)
-            Image.fromarray(pixels).save(root / cls / f'{i}.JPEG')
-    return root
+    return write_image_folders(tmp_path_factory.mktemp('data'),
+                               CLASS_SIZES, (72, 80))
 
 
 def _free_port() -> int:
@@ -177,12 +148,6 @@ def _launch(script: Path, *args, cwd: Path) -> str:
     return output
 
 
-def _log_text(work_dir: Path) -> str:
-    logs = sorted(work_dir.glob('*/*.log'))
-    assert logs, f'no log under {work_dir}'
-    return '\n'.join(p.read_text() for p in logs)
-
-
 def _assert_two_cpu_ranks(log: str) -> None:
     assert 'Distributed launcher: pytorch' in log
     assert 'Distributed training: True' in log
@@ -204,7 +169,7 @@ def test_dist_train_ummae_on_two_cpu_processes(tmp_path, data_dir):
     work_dir = tmp_path / 'wd'
     _launch(DIST_TRAIN, cfg, NPROC, '--work-dir', work_dir, cwd=tmp_path)
 
-    log = _log_text(work_dir)
+    log = log_text(work_dir)
     _assert_two_cpu_ranks(log)
     # The distributed sampler split the 10 images over the 2 ranks.
     iters = math.ceil(NUM_IMAGES / (NPROC * TRAIN_BATCH))
@@ -263,7 +228,7 @@ def test_dist_test_collects_both_ranks(tmp_path, data_dir):
     _launch(DIST_TEST, cfg, ckpt, NPROC, '--work-dir', work_dir, '--out', out,
             cwd=tmp_path)
 
-    log = _log_text(work_dir)
+    log = log_text(work_dir)
     _assert_two_cpu_ranks(log)
     # 5 images per rank in batches of 3 (one process: 4 batches).
     assert 'Epoch(test) [2/2]' in log

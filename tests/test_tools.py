@@ -6,7 +6,6 @@ with a real mmengine Runner, a tiny stock mmpretrain model (MAE ViT with one
 CustomDataset folder format written to a temporary directory. The command-
 line semantics are also checked in-process on the config, without a Runner.
 """
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -21,12 +20,12 @@ import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
-from PIL import Image
 
-REPO = Path(__file__).resolve().parents[1]
+from tool_helpers import (CLASSIFIER_MODEL, REPO, RUNTIME, load_tool, log_text,
+                          write_image_folders)
+
 TRAIN = REPO / 'tools' / 'train.py'
 TEST = REPO / 'tools' / 'test.py'
-RUNTIME = REPO / 'configs' / '_base_' / 'default_runtime.py'
 SCHEDULE_200E = (
     REPO / 'configs' / '_base_' / 'schedules' / 'ummae_adamw_coslr-200e.py')
 HAS_GPU = torch.cuda.is_available()
@@ -90,22 +89,7 @@ train_cfg = dict(max_epochs=1)
 default_hooks = dict(logger=dict(type='LoggerHook', interval=1))
 """
 
-CLASSIFIER = """
-_base_ = ['{runtime}']
-model = dict(
-    type='ImageClassifier',
-    backbone=dict(
-        type='VisionTransformer',
-        arch=dict(embed_dims=32, num_layers=1, num_heads=2,
-                  feedforward_channels=64),
-        img_size=32, patch_size=8),
-    head=dict(
-        type='VisionTransformerClsHead', num_classes=2, in_channels=32,
-        loss=dict(type='CrossEntropyLoss')))
-data_preprocessor = dict(
-    num_classes=2, mean=[123.675, 116.28, 103.53],
-    std=[58.395, 57.12, 57.375], to_rgb=True)
-_pipeline = [
+CLASSIFIER = CLASSIFIER_MODEL + """_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='Resize', scale=32),
     dict(type='PackInputs'),
@@ -129,28 +113,14 @@ default_hooks = dict(
 """
 
 
-def _load_tool(path: Path, name: str):
-    """Import a tools/ script as a module (for its functions)."""
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-train_tool = _load_tool(TRAIN, 'mmumae_tools_train')
-test_tool = _load_tool(TEST, 'mmumae_tools_test')
+train_tool = load_tool(TRAIN, 'mmumae_tools_train')
+test_tool = load_tool(TEST, 'mmumae_tools_test')
 
 
 @pytest.fixture(scope='module')
 def data_dir(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp('data')
-    rng = np.random.default_rng(0)
-    for cls, count in CLASS_SIZES.items():
-        (root / cls).mkdir()
-        for i in range(count):
-            pixels = rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)
-            Image.fromarray(pixels).save(root / cls / f'{i}.JPEG')
-    return root
+    return write_image_folders(tmp_path_factory.mktemp('data'),
+                               CLASS_SIZES, (40, 48))
 
 
 def _write(path: Path, template: str, data_dir: Path, **extra) -> Path:
@@ -170,13 +140,6 @@ def _run(tool: Path, *args, cwd: Path) -> str:
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-4000:]
     return output
-
-
-def _log_text(work_dir: Path) -> str:
-    """The text of every run log mmengine wrote under work_dir."""
-    logs = sorted(work_dir.glob('*/*.log'))
-    assert logs, f'no log under {work_dir}'
-    return '\n'.join(p.read_text() for p in logs)
 
 
 def _last_checkpoint(work_dir: Path) -> str:
@@ -202,7 +165,7 @@ def test_train_writes_checkpoint_log_and_applies_cfg_options(
     assert (work_dir / 'iter_2.pth').is_file()
     assert (work_dir / 'iter_3.pth').is_file()
     assert _last_checkpoint(work_dir) == 'iter_3.pth'
-    log = _log_text(work_dir)
+    log = log_text(work_dir)
     assert 'lr: 1.2300e-02' in log
     losses = re.findall(r'Iter\(train\) \[(\d)/3\].*loss: ([0-9.]+)', log)
     assert [it for it, _ in losses] == ['1', '2', '3']
@@ -229,7 +192,7 @@ def test_amp_schedule_falls_back_to_fp32_on_cpu(tmp_path, data_dir):
     output = _run(TRAIN, cfg, '--work-dir', work_dir, cwd=tmp_path)
 
     assert FALLBACK_WARNING in output
-    log = _log_text(work_dir)
+    log = log_text(work_dir)
     assert re.search(r'WARNING - .*AmpOptimWrapper.*' + FALLBACK_WARNING,
                      log)
     # 8 images / batch 2 = one epoch of 4 iterations, then a checkpoint.
@@ -249,11 +212,11 @@ def test_resume_continues_from_saved_iteration(tmp_path, data_dir):
     _run(TRAIN, cfg, cwd=tmp_path)  # 2 iterations into the default work dir
     work_dir = tmp_path / 'work_dirs' / 'mae_tiny'
     assert _last_checkpoint(work_dir) == 'iter_2.pth'
-    first_log = _log_text(work_dir)
+    first_log = log_text(work_dir)
 
     _run(TRAIN, cfg, '--resume', '--cfg-options', 'train_cfg.max_iters=4',
          cwd=tmp_path)
-    log = _log_text(work_dir)[len(first_log):]
+    log = log_text(work_dir)[len(first_log):]
     assert 'iter_2.pth' in log and 'resumed epoch: 0, iter: 2' in log
     trained = re.findall(r'Iter\(train\) \[(\d)/4\]', log)
     assert trained == ['3', '4']  # continued, did not start over
@@ -293,7 +256,7 @@ def test_test_tool_evaluates_the_given_checkpoint(tmp_path, data_dir):
     assert len(preds) == sum(CLASS_SIZES.values())
     assert {int(p['pred_label']) for p in preds} == {1}
     # --cfg-options reached the test loop: 8 images in 2 batches of 4.
-    assert 'Epoch(test) [2/2]' in _log_text(work_dir)
+    assert 'Epoch(test) [2/2]' in log_text(work_dir)
 
 
 # ----------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.hooks import Hook
-from mmengine.runner import Runner, load_checkpoint, save_checkpoint
+from mmengine.runner import Runner, save_checkpoint
 
 import mmumae  # noqa: F401
 from mmumae.datasets.transforms import UniformMaskGenerator
@@ -179,17 +179,34 @@ def test_pretrain_checkpoint_loads_into_dense_backbones(tmp_path, family):
         assert feats[-1].shape[-2:] == (3, 2)
 
 
-def test_mismatched_checkpoint_keys_are_reported(tmp_path):
+def test_checkpoints_that_do_not_fit_fail_clearly(tmp_path):
     model = _tiny_ummae()
     ckpt = str(tmp_path / 'pre.pth')
     save_checkpoint(dict(meta=dict(), state_dict=model.state_dict()), ckpt)
-    other = MODELS.build(
-        dict(type='UMSwinTransformer',
-             arch=dict(embed_dims=16, depths=[1, 1, 2, 1],
-                       num_heads=[1, 2, 2, 4])))
-    with pytest.raises(RuntimeError, match='stages.2.blocks.1'):
-        load_checkpoint(other, ckpt, strict=True,
-                        revise_keys=[(r'^backbone\.', '')])
+
+    def dense(arch=TINY_SWIN, **init):
+        bb = MODELS.build(
+            dict(type='UMSwinTransformer', arch=arch, out_indices=(0, 3),
+                 init_cfg=dict(type='Pretrained', checkpoint=ckpt, **init)))
+        bb.init_weights()
+        return bb
+
+    with pytest.raises(ValueError, match="set init_cfg.prefix='backbone.'"):
+        dense()  # whole-model checkpoint, no prefix
+    with pytest.raises(KeyError, match="prefix 'encoder.'"):
+        dense(prefix='encoder.')
+    wider = dict(TINY_SWIN, embed_dims=32)
+    with pytest.raises(ValueError, match=r'another shape .*\(1, 1, 1, 16\) '
+                       r'vs model \(1, 1, 1, 32\).*check that arch'):
+        dense(arch=wider, prefix='backbone.')
+    deeper = dict(TINY_SWIN, depths=[1, 1, 2, 1])
+    with pytest.raises(ValueError, match='missing.*stages.2.blocks.1'):
+        dense(arch=deeper, prefix='backbone.')
+    # fits: only the new output norm (stage 0) keeps its default init
+    bb = dense(prefix='backbone')
+    torch.testing.assert_close(bb.patch_embed.weight,
+                               model.backbone.patch_embed.weight)
+    assert torch.equal(bb.norm0.weight, torch.ones(16))
 
 
 class _LossRecorder(Hook):

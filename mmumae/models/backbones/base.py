@@ -2,7 +2,9 @@
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch.nn as nn
+from mmengine.logging import print_log
 from mmengine.model import BaseModule
+from mmengine.runner.checkpoint import _load_checkpoint, load_state_dict
 from mmengine.model.weight_init import trunc_normal_
 from torch import Tensor
 
@@ -114,15 +116,77 @@ class UMBackbone(BaseModule):
             raise ValueError(f'{self._name}: expected (B, C, H, W) images, '
                              f'got shape {tuple(x.shape)}.')
 
-    def _init_transformer_weights(self) -> bool:
-        """Default init unless a pretrained checkpoint is loaded.
+    def init_weights(self) -> None:
+        """Load ``init_cfg=dict(type='Pretrained', ...)`` with key checks, or
+        initialise: truncated-normal linears, unit LayerNorms, then
+        :meth:`_extra_init`."""
+        cfg = self.init_cfg
+        if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
+            self._load_pretrained(cfg)
+            self._is_init = True
+            return
+        super().init_weights()
+        self._init_transformer_weights()
+        self._extra_init()
 
-        Returns:
-            bool: False when ``init_cfg`` loads a checkpoint (nothing done).
+    def _extra_init(self) -> None:
+        """Family-specific initialisation after the common one."""
+
+    def _load_pretrained(self, cfg: dict) -> None:
+        """Load a checkpoint, failing clearly when its keys do not fit.
+
+        Allowed differences: output norms (``norm{i}``) of stages the
+        checkpoint did not output, which keep their default init, and extra
+        keys in the checkpoint (e.g. a decoder), which are ignored.
         """
-        if (isinstance(self.init_cfg, dict)
-                and self.init_cfg.get('type') == 'Pretrained'):
-            return False
+        path = cfg['checkpoint']
+        ckpt = _load_checkpoint(path, map_location=cfg.get('map_location',
+                                                           'cpu'))
+        state = ckpt.get('state_dict', ckpt) if isinstance(ckpt,
+                                                           dict) else ckpt
+        prefix = cfg.get('prefix')
+        if prefix:
+            prefix = prefix if prefix.endswith('.') else prefix + '.'
+            sub = {k[len(prefix):]: v for k, v in state.items()
+                   if k.startswith(prefix)}
+            if not sub:
+                sample = ', '.join(list(state)[:3])
+                raise KeyError(
+                    f'{self._name}: no key of {path} starts with prefix '
+                    f'{prefix!r} (its keys look like: {sample}); set '
+                    f'init_cfg.prefix to the module that holds the backbone, '
+                    f'or drop it for a bare backbone checkpoint.')
+            state = sub
+        own = self.state_dict()
+        new_norms = {f'norm{i}.{p}' for i in self.out_indices
+                     for p in ('weight', 'bias')}
+        missing = [k for k in own if k not in state and k not in new_norms]
+        shapes = [k for k in own if k in state
+                  and tuple(state[k].shape) != tuple(own[k].shape)]
+        if missing or shapes:
+            hint = ("the checkpoint holds a whole model: set "
+                    "init_cfg.prefix='backbone.'" if not prefix and any(
+                        k.startswith('backbone.') for k in state) else
+                    'check that arch (and patch/mask sizes) match the '
+                    'pre-training config')
+            details = [f'{len(missing)} missing (e.g. {missing[:3]})'] \
+                if missing else []
+            details += [
+                f'{len(shapes)} of another shape (e.g. {k}: checkpoint '
+                f'{tuple(state[k].shape)} vs model {tuple(own[k].shape)})'
+                for k in shapes[:1]
+            ]
+            raise ValueError(f'{self._name}: checkpoint {path} does not fit '
+                             f'this backbone: {"; ".join(details)}; {hint}.')
+        load_state_dict(self, state, strict=False, logger='current')
+        fresh = sorted(k for k in new_norms if k not in state)
+        print_log(
+            f'{self._name}: loaded {len(own) - len(fresh)} tensors from {path}'
+            + (f'; new output norms keep their default init: {fresh}'
+               if fresh else ''), logger='current')
+
+    def _init_transformer_weights(self) -> None:
+        """Truncated-normal linears, unit LayerNorms, the mask token."""
         for m in self.modules():
             if isinstance(m, nn.Linear):
                 trunc_normal_(m.weight, std=.02)
@@ -132,7 +196,6 @@ class UMBackbone(BaseModule):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
         trunc_normal_(self.mask_token, std=.02)
-        return True
 
     def _frozen_modules(self) -> List[nn.Module]:
         """Modules frozen by ``frozen_stages`` (stem + stages + out norms)."""

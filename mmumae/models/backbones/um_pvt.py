@@ -268,11 +268,6 @@ class UMPVT(UMBackbone):
                             build_norm_layer(norm_cfg, self.embed_dims[i])[1])
         self._freeze_stages()
 
-    def init_weights(self) -> None:
-        """Truncated-normal linears unless loading a pretrained checkpoint."""
-        super().init_weights()
-        self._init_transformer_weights()
-
     # ---------------------------------------------------------------- helpers
     def position_embedding(self, hw: Tuple[int, int], device,
                            dtype) -> Tensor:

@@ -394,13 +394,10 @@ class UMSwinTransformer(UMBackbone):
                                              self.num_features[i])[1])
         self._freeze_stages()
 
-    def init_weights(self) -> None:
-        """Truncated-normal linears, xavier patch embedding, unless loading
-        a pretrained checkpoint."""
-        super().init_weights()
-        if self._init_transformer_weights():
-            w = self.patch_embed.weight.data
-            nn.init.xavier_uniform_(w.view(w.shape[0], -1))
+    def _extra_init(self) -> None:
+        """Xavier-uniform patch embedding (as MAE)."""
+        w = self.patch_embed.weight.data
+        nn.init.xavier_uniform_(w.view(w.shape[0], -1))
 
     # --------------------------------------------------------------- geometry
     def _stage_window(self, hw: Tuple[int, int],

@@ -15,7 +15,6 @@ images of both ranks.
 
 The set-up functions of tools/train.py are also checked in-process.
 """
-import json
 import math
 import os
 import pickle
@@ -196,20 +195,6 @@ def test_dist_train_ummae_on_two_cpu_processes(tmp_path, data_dir):
     assert not any(key.startswith('module.') for key in state)
 
 
-def _json_records(text):
-    """Every JSON object in a scalars file, also when two records share a
-    line (both ranks may append to the same file)."""
-    decoder = json.JSONDecoder()
-    records, pos = [], 0
-    while True:
-        while pos < len(text) and text[pos].isspace():
-            pos += 1
-        if pos >= len(text):
-            return records
-        record, pos = decoder.raw_decode(text, pos)
-        records.append(record)
-
-
 def test_dist_test_collects_both_ranks(tmp_path, data_dir):
     from mmpretrain.registry import MODELS
     cfg = tmp_path / 'cls_tiny.py'
@@ -232,12 +217,12 @@ def test_dist_test_collects_both_ranks(tmp_path, data_dir):
     _assert_two_cpu_ranks(log)
     # 5 images per rank in batches of 3 (one process: 4 batches).
     assert 'Epoch(test) [2/2]' in log
-    metrics = [
-        record for p in work_dir.glob('*/*.json')
-        for record in _json_records(p.read_text())
-    ]
+    # The metric as rank 0 logs it (the scalars JSON is not used: every
+    # rank's visualizer may append to the same file at the same time).
+    top1 = re.findall(r'accuracy/top1: ([0-9.]+)', log)
+    assert top1, log[-2000:]
     # 3 of the 10 images are 'b'; rank 0's five alone would give 20%.
-    assert metrics[-1]['accuracy/top1'] == pytest.approx(30.0)
+    assert float(top1[-1]) == pytest.approx(30.0)
     with open(out, 'rb') as f:
         preds = pickle.load(f)
     assert len(preds) == NUM_IMAGES

@@ -85,8 +85,14 @@ else
     step "patching setup.py: -std=c++14/17 -> -std=c++20 (torch $TORCH_VERSION headers require C++20)"
     sed -i -e 's/-std=c++14/-std=c++20/g' -e 's/-std=c++17/-std=c++20/g' "$SRC/setup.py"
     mkdir -p "$WHEEL_DIR"
+    # A heartbeat every minute (objects compiled so far), whatever pip shows.
+    ( while sleep 60; do
+        step "compiling mmcv ops: $(find "$SRC/build" -name '*.o' 2>/dev/null | wc -l) of about 77 objects built"
+      done ) &
+    HEARTBEAT=$!
     (cd "$SRC" && MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-$(nproc)}" "${PIP[@]}" wheel -v --no-deps --no-build-isolation -w "$WHEEL_DIR" . 2>&1 \
-      | grep --line-buffered -E '^\[[0-9]+/[0-9]+\]|error|Error|Successfully|Building wheel' || true)
+      | grep --line-buffered -E '\[[0-9]+/[0-9]+\]|error:|Error|Successfully|Building wheel' || true)
+    kill "$HEARTBEAT" 2>/dev/null || true
     WHEEL="$(ls "$WHEEL_DIR"/mmcv-$MMCV_VERSION-$PYTAG-*.whl 2>/dev/null | head -n1 || true)"
     [ -n "$WHEEL" ] || { echo "mmcv build failed: no wheel in $WHEEL_DIR" >&2; exit 1; }
     (cd "$WHEEL_DIR" && sha256sum mmcv-*.whl > SHA256SUMS)

@@ -236,3 +236,19 @@ def test_gradient_checkpointing_gives_the_same_gradients(cls, arch, extra):
     assert grads[0].keys() == grads[1].keys()
     for name, g in grads[0].items():
         torch.testing.assert_close(grads[1][name], g, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize('cls,arch', [(UMSwinTransformer, TINY_SWIN),
+                                      (UMPVT, TINY_PVT)])
+def test_dense_training_gives_every_parameter_a_gradient(cls, arch):
+    """DDP (find_unused_parameters=False) needs a gradient for every
+    trainable parameter, the unused-in-dense-mode mask token included."""
+    model = cls(arch=arch, out_indices=(0, 1, 2, 3)).train()
+    outs = model(torch.randn(1, 3, 64, 64))
+    sum(o.sum() for o in outs).backward()
+    assert all(p.grad is not None for p in model.parameters())
+    assert torch.equal(model.mask_token.grad,
+                       torch.zeros_like(model.mask_token))
+    model.eval()
+    ref = model(torch.randn(1, 3, 64, 64))  # eval: no token in the graph
+    assert ref[0].grad_fn is not None

@@ -1,6 +1,7 @@
 """What every mmumae backbone shares: archs, out indices, freezing, init."""
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
+import torch
 import torch.nn as nn
 from mmengine.logging import print_log
 from mmengine.model import BaseModule
@@ -110,6 +111,22 @@ class UMBackbone(BaseModule):
             raise ValueError(f'{self._name}: {p}-px mask patches are not a '
                              f'multiple of patch_size={self.patch_size}.')
         return expand_patch_mask(mask.bool(), p // self.patch_size)
+
+    def _apply_mask_token(self, x: Tensor,
+                          token_mask: Optional[Tensor]) -> Tensor:
+        """Replace masked tokens of ``x`` (``(B, ..., C)``) by the mask token.
+
+        Dense mode (no mask) while training keeps the token in the graph
+        with a zero contribution, so that DistributedDataParallel (which by
+        default requires a gradient for every trainable parameter) works
+        when this backbone is fine-tuned in mmdet/mmseg/mmpretrain.
+        """
+        token = self.mask_token.to(x.dtype)
+        if token_mask is not None:
+            return torch.where(token_mask[..., None], token, x)
+        if self.training and token.requires_grad and torch.is_grad_enabled():
+            return x + token.sum() * 0.
+        return x
 
     def _check_input(self, x: Tensor) -> None:
         if x.dim() != 4:

@@ -314,9 +314,7 @@ class UMPVT(UMBackbone):
             hw = x.shape[2:]
             x = x.flatten(2).transpose(1, 2)
             pos = self.position_embedding(tuple(hw), x.device, x.dtype)[None]
-        if token_mask is not None:
-            x = torch.where(token_mask[..., None], self.mask_token.to(x.dtype),
-                            x)
+        x = self._apply_mask_token(x, token_mask)
         x = self.drop_after_pos(x + pos)
         return self._forward_stages(x, tuple(hw))
 

@@ -522,9 +522,7 @@ class UMSwinTransformer(UMBackbone):
     def _embed(self, x: Tensor, token_mask: Optional[Tensor]) -> Tensor:
         """Patch-embed, replace masked tokens by the mask token, normalise."""
         x = self.patch_embed(x).permute(0, 2, 3, 1)  # (B, H, W, C)
-        if token_mask is not None:
-            x = torch.where(token_mask[..., None],
-                            self.mask_token.to(x.dtype), x)
+        x = self._apply_mask_token(x, token_mask)
         return self.drop_after_pos(self.patch_norm(x))
 
     # --------------------------------------------------------------- forward

@@ -5,7 +5,7 @@
 # reconstruction figure in the work dir. Same classes as the paper configs.
 _base_ = [
     '../_base_/models/ummae_swin-tiny.py',
-    '../_base_/datasets/demo_ummae-64.py',
+    '../_base_/datasets/demo_ummae-128.py',
     '../_base_/schedules/ummae_adamw_coslr-200e.py',
     '../_base_/default_runtime.py',
 ]
@@ -22,30 +22,6 @@ model = dict(
     neck=dict(
         in_channels=256, embed_dims=128, depth=2, num_heads=4,
         input_size=img_size))
-
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(
-        type='RandomResizedCrop',
-        scale=img_size,
-        crop_ratio_range=(0.2, 1.0),
-        backend='pillow',
-        interpolation='bicubic'),
-    dict(type='RandomFlip', prob=0.5),
-    dict(
-        type='UniformMaskGenerator',
-        input_size=img_size,
-        mask_patch_size=16,
-        mask_ratio=0.75,
-        sm_ratio=0.25),
-    dict(type='PackInputs', algorithm_keys=['mask', 'sm_mask']),
-]
-train_dataloader = dict(
-    batch_size=16,
-    num_workers=1,
-    persistent_workers=True,
-    drop_last=True,
-    dataset=dict(pipeline=train_pipeline))
 
 # fp32 OptimWrapper (the demo targets a CPU, where AmpOptimWrapper refuses to
 # start), so that `mim train mmpretrain` (which has no CPU fall-back) runs it

@@ -154,8 +154,18 @@ def test_swin_dense_bias_is_shared_and_windows_pad_with_masked_keys():
     geo = model._geometry(coords, 1, 3, 0, shifted=True)
     assert geo.rel_index.shape[0] == 1  # one geometry for the whole batch
     assert geo.pad == (2, 2) and geo.attn_mask is not None
-    # padded keys are blocked for every query
-    assert (geo.attn_mask < 0).any()
+    # without shift: exactly the padded keys are blocked, for every query
+    geo = model._geometry(coords, 1, 3, 0, shifted=False)
+    padded = torch.zeros(8, 12, dtype=torch.bool)
+    padded[6:, :] = True
+    padded[:, 10:] = True
+    key_pad = _window_partition(padded[None, ..., None], (4, 4))[0, ..., 0]
+    mask = geo.attn_mask[0, :, 0]  # (nW, N, N)
+    assert torch.equal(mask < 0, key_pad[:, None, :].expand_as(mask))
+    # query (0, 0) and key (1, 1) of the first window: offset query - key =
+    # (-1, -1), table index (dy + radius) * (2 * radius + 1) + dx + radius
+    assert geo.rel_index[0, 0, 0, 5] == (-1 + 3) * 7 + (-1 + 3)
+    assert geo.rel_index[0, 0, 5, 0] == (1 + 3) * 7 + (1 + 3)
 
 
 def test_frozen_stages_and_layer_depth():
@@ -252,3 +262,26 @@ def test_dense_training_gives_every_parameter_a_gradient(cls, arch):
     model.eval()
     ref = model(torch.randn(1, 3, 64, 64))  # eval: no token in the graph
     assert ref[0].grad_fn is not None
+
+
+def test_pvt_tokens_carry_the_embedding_of_their_original_position():
+    model = UMPVT(arch=TINY_PVT, sr_ratios=(2, 1, 1, 1)).eval()
+    torch.nn.init.zeros_(model.stages[0].patch_embed.weight)
+    torch.nn.init.zeros_(model.stages[0].patch_embed.bias)
+    seen = {}
+
+    def grab(module, args):
+        seen['x'] = args[0]
+
+    model.stages[0].blocks[0].register_forward_pre_hook(grab)
+    mask, sm = _um_masks(2, size=128)
+    model(torch.randn(2, 3, 128, 128), mask, sm)
+    # zero patch embedding: stage-1 input = mask token at SM + sin-cos pos
+    pe = model.position_embedding((32, 32), 'cpu', torch.float32)
+    coords = model._compact_input(torch.zeros(2, 3, 128, 128), mask, sm)
+    expected = pe[(coords.coords[..., 0] * 32 + coords.coords[..., 1])
+                  .flatten(1)]
+    sm_tok = coords.sm_tokens.flatten(1)
+    expected = torch.where(sm_tok[..., None], expected + model.mask_token,
+                           expected)
+    torch.testing.assert_close(seen['x'], expected)

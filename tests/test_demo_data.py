@@ -108,6 +108,7 @@ def test_coco_through_mmdet_matches_placement(demo_data, demo_gen, split):
             assert np.corrcoef(got[mask], want[mask])[0, 1] > 0.95
 
 
+@pytest.mark.env  # checks the installed evaluator, not mmumae
 def test_coco_metric_on_ground_truth(demo_data, demo_gen):
     """Ground truth scored as predictions gives AP 1 for boxes and masks
     (CocoMetric and pycocotools on numpy 2)."""
@@ -170,6 +171,7 @@ def test_ade_through_mmseg_matches_labels(demo_data, demo_gen, split):
         assert 255 in seen  # some "other" pixels to ignore
 
 
+@pytest.mark.env  # checks the installed evaluator, not mmumae
 def test_iou_metric_on_ground_truth(demo_data):
     """Ground truth scored as prediction: IoU 100 on the classes present
     (IoUMetric on numpy 2)."""

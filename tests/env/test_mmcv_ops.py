@@ -1,7 +1,10 @@
-"""mmcv's compiled ops on the CPU, against values worked out by hand."""
+"""Environment check: mmcv's compiled ops on the CPU, against values worked
+out by hand (the installed stack, not mmumae's code)."""
 import pytest
 import torch
 from mmcv.ops import RoIAlign, batched_nms, nms
+
+pytestmark = pytest.mark.env
 
 
 def _ramp(height=8, width=8):

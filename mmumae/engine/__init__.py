@@ -1,2 +1,3 @@
 """Training-loop extensions."""
 from .hooks import *  # noqa: F401,F403
+from .optimizers import *  # noqa: F401,F403

@@ -1,0 +1,15 @@
+# GFL on a UM-MAE PVT-S (sr 8-4-2-1, learnable stage-1 position embedding
+# resized from 256 px, drop path 0.1); FPN on stages 2-4 as the Swin-T base.
+_base_ = ['./gfl_swin-tiny_fpn.py']
+model = dict(
+    backbone=dict(
+        _delete_=True,
+        type='UMPVT',
+        arch='small',
+        sr_ratios=(8, 4, 2, 1),
+        learnable_pos_embed=True,
+        pretrain_img_size=256,
+        drop_path_rate=0.1,
+        out_indices=(1, 2, 3),
+        with_cp=False),
+    neck=dict(in_channels=[128, 320, 512]))

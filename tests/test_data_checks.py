@@ -10,7 +10,7 @@ from mmumae.utils import check_dataset_paths
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 PAPER_CFG = osp.join(
-    REPO, 'configs/ummae/ummae_swin-tiny-w8_8xb512-amp-coslr-200e_in1k-256.py')
+    REPO, 'configs/ummae/ummae_swin-tiny-w8_8xb512-amp-coslr-200e_in1k-256px.py')
 
 
 def test_missing_data_root_names_path_and_fix(tmp_path):

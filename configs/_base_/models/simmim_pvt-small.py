@@ -1,4 +1,5 @@
-# SimMIM baseline on the same UMPVT (full grid, sr ratios 8-4-2-1).
+# SimMIM baseline on the same UMPVT: full 256-px grid, reference geometry
+# sr ratios 8-4-2-1 (UM-MAE's 4-2-1-1 on the half-size compact grid).
 model = dict(
     type='SimMIM',
     backbone=dict(

@@ -25,6 +25,7 @@ optim_wrapper = dict(
             'norm': dict(decay_mult=0.0),
             'bias': dict(decay_mult=0.0),
             'mask_token': dict(decay_mult=0.0),
+            'cls_token': dict(decay_mult=0.0),
             'pos_embed': dict(decay_mult=0.0),
         }))
 

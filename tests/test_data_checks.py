@@ -6,23 +6,28 @@ import sys
 import pytest
 from mmengine.config import Config
 
-from mmumae.utils import check_dataset_paths
+from mmumae.utils import RunError, check_dataset_paths
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 PAPER_CFG = osp.join(
-    REPO, 'configs/ummae/ummae_swin-tiny-w8_8xb512-amp-coslr-200e_in1k-256px.py')
+    REPO, 'configs/ummae/'
+    'ummae_swin-tiny-w8_8xb512-amp-coslr-200e_in1k-256px.py')
 
 
 def test_missing_data_root_names_path_and_fix(tmp_path):
     cfg = Config.fromfile(PAPER_CFG)
     cfg.train_dataloader.dataset.data_root = str(tmp_path / 'nowhere')
-    with pytest.raises(FileNotFoundError, match='nowhere.*--cfg-options'):
+    with pytest.raises(RunError, match='nowhere.*--cfg-options'):
         check_dataset_paths(cfg)
     (tmp_path / 'nowhere').mkdir()
-    with pytest.raises(FileNotFoundError, match='meta/train.txt'):
+    with pytest.raises(RunError, match='meta/train.txt'):
         check_dataset_paths(cfg)
     (tmp_path / 'nowhere' / 'meta').mkdir()
-    (tmp_path / 'nowhere' / 'meta' / 'train.txt').write_text('')
+    ann = tmp_path / 'nowhere' / 'meta' / 'train.txt'
+    ann.write_text('\n')
+    with pytest.raises(RunError, match='train.txt is empty'):
+        check_dataset_paths(cfg)
+    ann.write_text('train/a/1.JPEG 0\n')
     check_dataset_paths(cfg)
 
 

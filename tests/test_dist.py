@@ -13,7 +13,7 @@ rank half the images, so N images at batch b make ceil(N / (2 b))
 iterations instead of ceil(N / b); at test time the metric covers the
 images of both ranks.
 
-The set-up functions of tools/train.py are also checked in-process.
+The set-up functions of :mod:`mmumae.apis` are also checked in-process.
 """
 import math
 import os
@@ -31,7 +31,8 @@ import torch
 import torch.distributed as torch_dist
 from mmengine.config import Config
 
-from tool_helpers import (CLASSIFIER_MODEL, REPO, RUNTIME, load_tool, log_text,
+from mmumae import apis
+from tool_helpers import (CLASSIFIER_MODEL, REPO, RUNTIME, log_text,
                           write_image_folders)
 
 DIST_TRAIN = REPO / 'tools' / 'dist_train.sh'
@@ -103,10 +104,6 @@ test_cfg = dict()
 """
 
 
-train_tool = load_tool(REPO / 'tools' / 'train.py', 'mmumae_dist_train')
-test_tool = load_tool(REPO / 'tools' / 'test.py', 'mmumae_dist_test')
-
-
 @pytest.fixture(scope='module')
 def data_dir(tmp_path_factory) -> Path:
     return write_image_folders(tmp_path_factory.mktemp('data'),
@@ -151,7 +148,8 @@ def _assert_two_cpu_ranks(log: str) -> None:
     assert 'Distributed launcher: pytorch' in log
     assert 'Distributed training: True' in log
     assert f'GPU number: {NPROC}' in log  # mmengine's name for world_size
-    assert "dist_cfg: {'backend': 'gloo'}" in log
+    # The shared runtime's timeout (10 min, not torch's 30) is kept.
+    assert "dist_cfg: {'backend': 'gloo', 'timeout': 600}" in log
     assert re.search(r'WARNING - Distributed launch \(--launcher pytorch\) '
                      r'without a GPU: ' + CPU_DIST_WARNING, log)
 
@@ -235,46 +233,45 @@ def test_dist_test_collects_both_ranks(tmp_path, data_dir):
 
 
 def test_cpu_launch_no_longer_refused():
-    for tool in (train_tool, test_tool):
-        tool.check_launcher('none')
-        if not torch.cuda.is_available():
-            tool.check_launcher('pytorch')  # gloo is there: no SystemExit
-            assert train_tool.uses_cpu_dist('pytorch')
-    assert not train_tool.uses_cpu_dist('none')
+    apis.check_launcher('none')
+    if not torch.cuda.is_available():
+        apis.check_launcher('pytorch')  # gloo is there: no SystemExit
+        assert apis.uses_cpu_dist('pytorch')
+    assert not apis.uses_cpu_dist('none')
 
 
 def test_launcher_env():
     torchrun = dict(RANK='1', WORLD_SIZE='2', LOCAL_RANK='1',
                     MASTER_ADDR='10.0.0.1', MASTER_PORT='29501', OTHER='x')
-    assert train_tool.launcher_env('pytorch', torchrun) == dict(
+    assert apis.launcher_env('pytorch', torchrun) == dict(
         RANK='1', WORLD_SIZE='2', LOCAL_RANK='1', MASTER_ADDR='10.0.0.1',
         MASTER_PORT='29501')
     with pytest.raises(SystemExit, match='MASTER_PORT'):
-        train_tool.launcher_env('pytorch', dict(RANK='0', WORLD_SIZE='1',
-                                                MASTER_ADDR='h'))
+        apis.launcher_env('pytorch', dict(RANK='0', WORLD_SIZE='1',
+                                          MASTER_ADDR='h'))
 
     slurm = dict(SLURM_PROCID='5', SLURM_NTASKS='8', SLURM_LOCALID='1',
                  SLURM_NODELIST='node[1-2]', MASTER_ADDR='node1')
-    assert train_tool.launcher_env('slurm', slurm) == dict(
+    assert apis.launcher_env('slurm', slurm) == dict(
         RANK='5', WORLD_SIZE='8', LOCAL_RANK='1', MASTER_ADDR='node1',
         MASTER_PORT='29500')
 
     mpi = dict(OMPI_COMM_WORLD_RANK='3', OMPI_COMM_WORLD_SIZE='4',
                OMPI_COMM_WORLD_LOCAL_RANK='1', MASTER_ADDR='h',
                MASTER_PORT='1234')
-    assert train_tool.launcher_env('mpi', mpi) == dict(
+    assert apis.launcher_env('mpi', mpi) == dict(
         RANK='3', WORLD_SIZE='4', LOCAL_RANK='1', MASTER_ADDR='h',
         MASTER_PORT='1234')
     with pytest.raises(SystemExit, match='MASTER_ADDR'):
-        train_tool.launcher_env('mpi', dict(OMPI_COMM_WORLD_RANK='0',
-                                            OMPI_COMM_WORLD_SIZE='1'))
+        apis.launcher_env('mpi', dict(OMPI_COMM_WORLD_RANK='0',
+                                      OMPI_COMM_WORLD_SIZE='1'))
 
 
 def test_configure_cpu_dist_model_wrapper():
     cfg = Config(dict(launcher='pytorch', find_unused_parameters=True,
                       env_cfg=dict(dist_cfg=dict(backend='nccl',
                                                  timeout=60))))
-    message = train_tool.configure_cpu_dist(cfg)
+    message = apis.configure_cpu_dist(cfg)
     assert "gloo backend instead of 'nccl'" in message
     assert cfg.env_cfg.dist_cfg == dict(backend='gloo', timeout=60)
     # What mmengine would build, with device_ids=None.
@@ -286,7 +283,7 @@ def test_configure_cpu_dist_model_wrapper():
     cfg = Config(dict(launcher='slurm', model_wrapper_cfg=dict(
         type='MMSeparateDistributedDataParallel', device_ids=[0],
         broadcast_buffers=True)))
-    train_tool.configure_cpu_dist(cfg)
+    apis.configure_cpu_dist(cfg)
     assert cfg.model_wrapper_cfg == dict(
         type='MMSeparateDistributedDataParallel', device_ids=None,
         broadcast_buffers=True)
@@ -294,7 +291,7 @@ def test_configure_cpu_dist_model_wrapper():
     # Other wrappers take no device_ids and are left alone.
     cfg = Config(dict(launcher='pytorch',
                       model_wrapper_cfg=dict(type='DataParallel')))
-    train_tool.configure_cpu_dist(cfg)
+    apis.configure_cpu_dist(cfg)
     assert cfg.model_wrapper_cfg == dict(type='DataParallel')
 
 
@@ -306,14 +303,14 @@ def test_init_cpu_dist_single_rank(monkeypatch):
                             MASTER_PORT=str(_free_port())).items():
         monkeypatch.setenv(name, value)
     try:
-        assert train_tool.init_cpu_dist(
+        assert apis.init_cpu_dist(
             'pytorch', dict(backend='nccl', timeout=30))
         assert torch_dist.get_backend() == 'gloo'
         assert torch_dist.get_world_size() == 1
         # mmengine's Runner would now skip its own init_dist.
         from mmengine.dist import is_distributed
         assert is_distributed()
-        assert not train_tool.init_cpu_dist('pytorch')  # already running
+        assert not apis.init_cpu_dist('pytorch')  # already running
     finally:
-        train_tool.teardown_dist()
+        apis.teardown_dist()
     assert not torch_dist.is_initialized()

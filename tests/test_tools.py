@@ -21,6 +21,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
+from mmumae import apis
 from tool_helpers import (CLASSIFIER_MODEL, REPO, RUNTIME, load_tool, log_text,
                           write_image_folders)
 
@@ -275,18 +276,18 @@ def _mae_cfg(tmp_path: Path, data_dir: Path, template: str) -> Path:
 def test_default_work_dir_is_named_after_the_config(tmp_path, data_dir):
     path = str(_mae_cfg(tmp_path, data_dir, MAE_ITERS))
     cfg = Config.fromfile(path)
-    train_tool.merge_args(cfg, _train_args(path))
+    apis.merge_train_args(cfg, _train_args(path))
     assert cfg.work_dir == osp.join('work_dirs', 'mae_tiny')
     assert cfg.launcher == 'none'
 
     # A work_dir written in the config wins over the default ...
     cfg = Config.fromfile(path)
     cfg.work_dir = 'from_config'
-    train_tool.merge_args(cfg, _train_args(path))
+    apis.merge_train_args(cfg, _train_args(path))
     assert cfg.work_dir == 'from_config'
     # ... and --work-dir over both, also over --cfg-options.
     cfg = Config.fromfile(path)
-    train_tool.merge_args(
+    apis.merge_train_args(
         cfg,
         _train_args(path, '--work-dir', 'cli', '--cfg-options',
                     'work_dir=opt'))
@@ -296,15 +297,15 @@ def test_default_work_dir_is_named_after_the_config(tmp_path, data_dir):
 def test_resume_flag_forms(tmp_path, data_dir):
     path = str(_mae_cfg(tmp_path, data_dir, MAE_ITERS))
     cfg = Config.fromfile(path)
-    train_tool.merge_args(cfg, _train_args(path))
+    apis.merge_train_args(cfg, _train_args(path))
     assert cfg.resume is False and cfg.load_from is None
 
     cfg = Config.fromfile(path)
-    train_tool.merge_args(cfg, _train_args(path, '--resume'))
+    apis.merge_train_args(cfg, _train_args(path, '--resume'))
     assert cfg.resume is True and cfg.load_from is None  # latest in work_dir
 
     cfg = Config.fromfile(path)
-    train_tool.merge_args(cfg, _train_args(path, '--resume', 'x/iter_2.pth'))
+    apis.merge_train_args(cfg, _train_args(path, '--resume', 'x/iter_2.pth'))
     assert cfg.resume is True and cfg.load_from == 'x/iter_2.pth'
 
 
@@ -316,7 +317,7 @@ def test_auto_scale_lr_no_validate_and_local_rank(tmp_path, data_dir):
     cfg.val_cfg = dict()
     args = _train_args(path, '--auto-scale-lr', '--no-validate',
                        '--local_rank', '0')
-    train_tool.merge_args(cfg, args)
+    apis.merge_train_args(cfg, args)
     assert cfg.auto_scale_lr == dict(base_batch_size=4096, enable=True)
     assert cfg.val_dataloader is None and cfg.val_evaluator is None
     assert cfg.val_cfg is None
@@ -325,14 +326,14 @@ def test_auto_scale_lr_no_validate_and_local_rank(tmp_path, data_dir):
     # A config without a reference batch size cannot be scaled.
     cfg = Config.fromfile(str(_mae_cfg(tmp_path, data_dir, MAE_ITERS)))
     with pytest.raises(ValueError, match='base_batch_size'):
-        train_tool.merge_args(cfg, _train_args(path, '--auto-scale-lr'))
+        apis.merge_train_args(cfg, _train_args(path, '--auto-scale-lr'))
 
 
 def test_dataloader_defaults_stay_valid_with_zero_workers(tmp_path, data_dir):
     path = str(_write(tmp_path / 'amp.py', MAE_PAPER_SCHEDULE, data_dir))
     cfg = Config.fromfile(path)
     cfg.train_dataloader.persistent_workers = True
-    train_tool.merge_args(cfg, _train_args(path))
+    apis.merge_train_args(cfg, _train_args(path))
     loader = cfg.train_dataloader
     # torch refuses persistent_workers=True with num_workers=0
     assert loader.num_workers == 0 and loader.persistent_workers is False
@@ -345,7 +346,7 @@ def test_amp_resolution_on_cpu():
         dict(optim_wrapper=dict(
             type='AmpOptimWrapper', loss_scale='dynamic', dtype='float16',
             optimizer=dict(type='AdamW', lr=1.0), clip_grad=None)))
-    messages = train_tool.resolve_amp(cfg)
+    messages = apis.resolve_amp(cfg)
     assert cfg.optim_wrapper == dict(
         type='OptimWrapper', optimizer=dict(type='AdamW', lr=1.0),
         clip_grad=None)
@@ -353,7 +354,7 @@ def test_amp_resolution_on_cpu():
 
     # --amp on a plain config: nothing to switch, but say it is ignored.
     cfg = Config(dict(optim_wrapper=dict(optimizer=dict(type='SGD', lr=1.))))
-    messages = train_tool.resolve_amp(cfg, enable_amp=True)
+    messages = apis.resolve_amp(cfg, enable_amp=True)
     assert 'type' not in cfg.optim_wrapper
     assert len(messages) == 1 and '--amp' in messages[0]
 
@@ -365,7 +366,7 @@ def test_amp_resolution_on_cpu():
                            optimizer=dict(type='Adam', lr=1.)),
             discriminator=dict(type='OptimWrapper',
                                optimizer=dict(type='Adam', lr=1.)))))
-    messages = train_tool.resolve_amp(cfg)
+    messages = apis.resolve_amp(cfg)
     assert cfg.optim_wrapper.generator.type == 'OptimWrapper'
     assert 'loss_scale' not in cfg.optim_wrapper.generator
     assert cfg.optim_wrapper.constructor == 'MyConstructor'
@@ -373,7 +374,7 @@ def test_amp_resolution_on_cpu():
 
     # A config without AMP is left alone and nothing is logged.
     cfg = Config(dict(optim_wrapper=dict(type='OptimWrapper')))
-    assert train_tool.resolve_amp(cfg) == []
+    assert apis.resolve_amp(cfg) == []
 
 
 @pytest.mark.skipif(HAS_GPU, reason='checks the CPU-only refusal')
@@ -381,18 +382,18 @@ def test_test_tool_arguments(tmp_path, data_dir):
     path = str(_write(tmp_path / 'cls_tiny.py', CLASSIFIER, data_dir))
     cfg = Config.fromfile(path)
     args = test_tool.parse_args([path, 'w.pth', '--out', 'r.pkl'])
-    test_tool.merge_args(cfg, args)
+    apis.merge_test_args(cfg, args)
     assert cfg.load_from == 'w.pth' and cfg.resume is False
     assert cfg.work_dir == osp.join('work_dirs', 'cls_tiny')
     assert [m['type'] for m in cfg.test_evaluator] == [
         'Accuracy', 'DumpResults'
     ]
     with pytest.raises(ValueError, match='.pkl'):
-        test_tool.merge_args(
+        apis.merge_test_args(
             Config.fromfile(path),
             test_tool.parse_args([path, 'w.pth', '--out', 'r.json']))
     # A pre-training config has nothing to test on.
     mae = str(_mae_cfg(tmp_path, data_dir, MAE_ITERS))
     with pytest.raises(ValueError, match='test_dataloader'):
-        test_tool.merge_args(
+        apis.merge_test_args(
             Config.fromfile(mae), test_tool.parse_args([mae, 'w.pth']))

@@ -4,8 +4,8 @@
 # batch 16, 128 px), logging loss with ETA, writing checkpoints, and ending
 # with a reconstruction figure
 #   original | US-masked | encoder input with SM patches | reconstruction
-# in the work dir. Run through `make demo` (which sets up the venv and the
-# demo data first). Extra arguments go to tools/train.py, e.g.
+# in the work dir (an earlier demo run there is moved to previous_<time>/).
+# Run through `make demo` (which sets up the venv and the demo data first). Extra arguments go to tools/train.py, e.g.
 #   bash tools/run_demo.sh --cfg-options train_cfg.max_epochs=5
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -21,7 +21,7 @@ if [ ! -f "$DATA/imagenet/meta/train.txt" ]; then
 fi
 echo "[demo] UM-MAE pre-training: $CONFIG -> $WORK_DIR"
 start=$(date +%s)
-"$PY" tools/train.py "$CONFIG" --work-dir "$WORK_DIR" \
+"$PY" tools/train.py "$CONFIG" --work-dir "$WORK_DIR" --overwrite \
   --cfg-options "train_dataloader.dataset.data_root=$DATA/imagenet" "$@"
 figure="$WORK_DIR/reconstruction.png"
 [ -s "$figure" ] || { echo "[demo] no reconstruction figure at $figure" >&2; exit 1; }

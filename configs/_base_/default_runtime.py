@@ -7,6 +7,17 @@ default_scope = 'mmpretrain'
 # (pip install -e .) or on PYTHONPATH.
 custom_imports = dict(imports=['mmumae'], allow_failed_imports=False)
 
+# mmengine's Runner, strict where weights and data enter (mmumae.engine):
+# checkpoints that do not fit the model are refused with the keys named,
+# --resume falls back to the newest loadable checkpoint, an earlier run in
+# the work dir is not overwritten, auto_scale_lr counts gradient
+# accumulation. `mim train` and mmpretrain's train.py build it too.
+runner_type = 'SafeRunner'
+
+# True: log and skip unreadable training images (0-byte, corrupt) instead of
+# stopping; the number skipped is logged at the end of each epoch.
+skip_bad_images = False
+
 default_hooks = dict(
     # time every iteration (data loading and forward/backward)
     timer=dict(type='IterTimerHook'),
@@ -14,8 +25,10 @@ default_hooks = dict(
     logger=dict(type='LoggerHook', interval=100),
     # step the param_scheduler list
     param_scheduler=dict(type='ParamSchedulerHook'),
-    # save every epoch, keep the latest 3 (auto-resume needs `last_checkpoint`)
-    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=3),
+    # save every epoch, keep the latest 3 (auto-resume needs
+    # `last_checkpoint`); each is written to a temporary file and renamed,
+    # and old ones are deleted only after that
+    checkpoint=dict(type='SafeCheckpointHook', interval=1, max_keep_ckpts=3),
     # reseed the distributed sampler each epoch
     sampler_seed=dict(type='DistSamplerSeedHook'),
     # prediction visualisation during validation, off by default
@@ -25,7 +38,8 @@ default_hooks = dict(
 env_cfg = dict(
     cudnn_benchmark=False,
     mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
-    dist_cfg=dict(backend='nccl'),
+    # a rank that stalls for 10 minutes ends the job (torch's default: 30)
+    dist_cfg=dict(backend='nccl', timeout=600),
 )
 
 log_processor = dict(

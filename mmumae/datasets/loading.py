@@ -1,0 +1,74 @@
+"""Image loading that names the file it cannot read."""
+import multiprocessing
+import os.path as osp
+from typing import Optional
+
+from mmcv.transforms import LoadImageFromFile
+from mmengine.logging import MMLogger
+
+from mmumae.registry import TRANSFORMS
+from mmumae.utils import RunError
+
+
+def _why_unreadable(path: str) -> str:
+    if not osp.exists(path):
+        return 'no such file'
+    if osp.getsize(path) == 0:
+        return '0 bytes (an empty file)'
+    return 'not a decodable image (corrupt, truncated or another format)'
+
+
+@TRANSFORMS.register_module()
+class SafeLoadImageFromFile(LoadImageFromFile):
+    """``LoadImageFromFile`` whose errors name the file, with an opt-in skip.
+
+    mmcv's transform fails on a 0-byte file with OpenCV's ``!buf.empty()``,
+    which names no file. Here every unreadable image raises a
+    :class:`~mmumae.utils.RunError` naming the file and the reason, unless
+    ``skip_bad_images=True``: then it logs a warning naming the file and
+    returns None, and the data set (mmengine's ``BaseDataset``, in training
+    mode) draws another image. :attr:`num_skipped` counts the skipped files
+    across dataloader workers; ``SkippedImagesHook`` reports it per epoch.
+
+    Args:
+        skip_bad_images (bool): Skip unreadable images instead of stopping.
+            Defaults to False.
+        **kwargs: Arguments of ``LoadImageFromFile`` (``ignore_empty`` is
+            replaced by ``skip_bad_images``).
+    """
+
+    def __init__(self, skip_bad_images: bool = False, **kwargs) -> None:
+        kwargs.pop('ignore_empty', None)
+        super().__init__(ignore_empty=False, **kwargs)
+        self.skip_bad_images = skip_bad_images
+        # Shared with forked or spawned dataloader workers.
+        self._skipped = multiprocessing.Value('l', 0)
+
+    @property
+    def num_skipped(self) -> int:
+        """Number of images skipped so far, in all workers."""
+        return self._skipped.value
+
+    def transform(self, results: dict) -> Optional[dict]:
+        """Load ``results['img_path']``; see the class description."""
+        path = results['img_path']
+        try:
+            return super().transform(results)
+        except Exception:  # cv2.error, AssertionError, OSError ...
+            reason = _why_unreadable(path)
+        if not self.skip_bad_images:
+            raise RunError(
+                f'cannot read image {path}: {reason}. Remove or replace it, '
+                'or set skip_bad_images=True to skip unreadable images.')
+        with self._skipped.get_lock():
+            self._skipped.value += 1
+        MMLogger.get_current_instance().warning(
+            f'skipped unreadable image {path}: {reason}')
+        return None
+
+    def __repr__(self) -> str:
+        return (super().__repr__()[:-1] +
+                f', skip_bad_images={self.skip_bad_images})')
+
+
+__all__ = ['SafeLoadImageFromFile']

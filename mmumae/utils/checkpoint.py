@@ -1,0 +1,201 @@
+"""Reading checkpoints with clear errors, and checking that they fit.
+
+* :func:`read_checkpoint` says ``not a checkpoint file: PATH`` for anything
+  that is not a torch file holding a dict (random bytes, text, a truncated
+  download), instead of torch's ``KeyError: 101`` or its advice to turn
+  ``weights_only`` off.
+* :func:`state_dict_mismatch` compares a checkpoint's tensors with a model's
+  (missing, unexpected and differently shaped keys); :func:`mismatch_text`
+  lists them for an error message.
+* :func:`resume_candidates` lists the checkpoints of a work dir, newest
+  first, for resuming with a fall-back when the newest is damaged.
+"""
+import os
+import os.path as osp
+import pickle
+import re
+import zipfile
+from typing import Dict, List, NamedTuple, Optional
+
+import torch
+import torch.nn as nn
+
+from .errors import RunError
+
+__all__ = [
+    'CheckpointMismatch', 'read_checkpoint', 'is_local_path',
+    'state_dict_of', 'state_dict_mismatch', 'mismatch_text',
+    'resume_candidates', 'CKPT_NAME'
+]
+
+# The first bytes of a file written by torch.save(...,
+# _use_new_zipfile_serialization=False): pickle protocol 2, then torch's
+# magic number as a long.
+_LEGACY_MAGIC = b'\x80\x02\x8a\nl\xfc\x9cF\xf9 j\xa8P\x19.'
+# Names mmengine's CheckpointHook gives its checkpoints (filename_tmpl).
+CKPT_NAME = re.compile(r'^(epoch|iter)_(\d+)\.pth$')
+# How many keys of each kind an error message names.
+_SHOWN_KEYS = 8
+
+
+class CheckpointMismatch(NamedTuple):
+    """How a checkpoint's tensors differ from a model's.
+
+    Attributes:
+        missing (list[str]): Model keys the checkpoint lacks.
+        unexpected (list[str]): Checkpoint keys the model lacks.
+        shapes (list[str]): ``key: checkpoint shape vs model shape``.
+        num_model_keys (int): Number of tensors in the model.
+    """
+    missing: List[str]
+    unexpected: List[str]
+    shapes: List[str]
+    num_model_keys: int
+
+    @property
+    def count(self) -> int:
+        """Number of mismatched keys."""
+        return len(self.missing) + len(self.unexpected) + len(self.shapes)
+
+
+def is_local_path(path: str) -> bool:
+    """Whether ``path`` is a local file name (not a URL or a model zoo)."""
+    return '://' not in str(path)
+
+
+def _torch_format(path: str) -> Optional[str]:
+    """``'zip'`` or ``'legacy'`` for the two torch.save formats, else None."""
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+        return 'zip' if any(n.endswith('data.pkl') for n in names) else None
+    with open(path, 'rb') as f:
+        head = f.read(len(_LEGACY_MAGIC))
+    return 'legacy' if head == _LEGACY_MAGIC else None
+
+
+def read_checkpoint(path: str, map_location: str = 'cpu') -> dict:
+    """Load a local checkpoint with torch's weights-only unpickler.
+
+    Args:
+        path (str): The checkpoint file.
+        map_location (str): Where tensors go. Defaults to 'cpu'.
+
+    Returns:
+        dict: The checkpoint (``state_dict``, ``meta``, ... or the plain
+        state dict of a bare weights file).
+
+    Raises:
+        RunError: ``checkpoint not found`` or ``not a checkpoint file``,
+            naming ``path`` and what is wrong with it.
+    """
+    if not osp.isfile(path):
+        raise RunError(f'checkpoint not found: {path}')
+    if os.path.getsize(path) == 0:
+        raise RunError(f'not a checkpoint file: {path} (0 bytes)')
+    if _torch_format(path) is None:
+        raise RunError(
+            f'not a checkpoint file: {path} (not written by torch.save, or '
+            'truncated: an interrupted copy or save)')
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).split('\n\n')[-1].split('\n')[0][:200]
+        raise RunError(
+            f'not a checkpoint file: {path} holds Python objects other than '
+            f'tensors and training state ({first})') from None
+    except (RuntimeError, EOFError, OSError, KeyError, ValueError) as err:
+        raise RunError(f'not a checkpoint file: {path} (damaged: '
+                       f'{type(err).__name__}: {str(err)[:200]})') from None
+    if not isinstance(ckpt, dict) or not any(
+            isinstance(v, torch.Tensor)
+            for v in state_dict_of(ckpt).values()):
+        raise RunError(f'not a checkpoint file: {path} (holds a '
+                       f'{type(ckpt).__name__} without model weights)')
+    return ckpt
+
+
+def state_dict_of(checkpoint: dict,
+                  strip_prefix: str = 'module.') -> Dict[str, object]:
+    """The model weights of a checkpoint, with a DDP ``module.`` prefix
+    removed (as mmengine's ``load_checkpoint`` does)."""
+    state = checkpoint.get('state_dict', checkpoint)
+    if not isinstance(state, dict):
+        return {}
+    return {(k[len(strip_prefix):] if k.startswith(strip_prefix) else k): v
+            for k, v in state.items()}
+
+
+def state_dict_mismatch(model: nn.Module,
+                        state_dict: Dict[str, object]) -> CheckpointMismatch:
+    """Compare a checkpoint's weights with ``model.state_dict()``.
+
+    Args:
+        model (nn.Module): The model (unwrapped).
+        state_dict (dict): Key to tensor, as :func:`state_dict_of` returns.
+
+    Returns:
+        CheckpointMismatch: Missing, unexpected and differently shaped keys.
+    """
+    own = model.state_dict()
+    shapes = []
+    for key, value in state_dict.items():
+        if key in own and isinstance(value, torch.Tensor) and \
+                value.shape != own[key].shape:
+            shapes.append(f'{key}: {list(value.shape)} in the checkpoint vs '
+                          f'{list(own[key].shape)} in the model')
+    return CheckpointMismatch(
+        missing=[k for k in own if k not in state_dict],
+        unexpected=[k for k in state_dict if k not in own],
+        shapes=shapes,
+        num_model_keys=len(own))
+
+
+def _some(keys: List[str]) -> str:
+    shown = ', '.join(keys[:_SHOWN_KEYS])
+    more = len(keys) - _SHOWN_KEYS
+    return shown + (f' (+{more} more)' if more > 0 else '')
+
+
+def mismatch_text(mismatch: CheckpointMismatch) -> str:
+    """One line naming the mismatched keys, at most a few of each kind."""
+    parts = []
+    for name, keys in (('different shape', mismatch.shapes),
+                       ('missing', mismatch.missing), ('unexpected',
+                                                       mismatch.unexpected)):
+        if keys:
+            parts.append(f'{len(keys)} {name}: {_some(keys)}')
+    return '; '.join(parts)
+
+
+def resume_candidates(work_dir: str) -> List[str]:
+    """The checkpoints a run could resume from, newest first.
+
+    The file named in ``work_dir/last_checkpoint`` comes first (also when
+    it no longer exists: the caller says so), then every
+    ``epoch_N.pth`` / ``iter_N.pth`` of ``work_dir`` by decreasing N.
+
+    Args:
+        work_dir (str): The run's work directory.
+
+    Returns:
+        list[str]: Paths, without repetitions; empty for a fresh work dir.
+    """
+    found = []
+    pointer = osp.join(work_dir, 'last_checkpoint')
+    if osp.isfile(pointer):
+        with open(pointer) as f:
+            last = f.read().strip()
+        if last:
+            found.append(last)
+    if osp.isdir(work_dir):
+        numbered = []
+        for name in os.listdir(work_dir):
+            match = CKPT_NAME.match(name)
+            if match:
+                numbered.append((int(match.group(2)), name))
+        for _, name in sorted(numbered, reverse=True):
+            path = osp.join(work_dir, name)
+            if not any(osp.abspath(path) == osp.abspath(p) for p in found):
+                found.append(path)
+    return found

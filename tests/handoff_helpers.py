@@ -157,7 +157,7 @@ class AttentionRecorder:
             if self.current is not None:
                 mask = kwargs.get('attn_mask', args[0] if args else None)
                 self.calls[self.current] = dict(
-                    q=q.detach(), k=k.detach(),
+                    q=q.detach(), k=k.detach(), v=v.detach(),
                     attn_mask=None if mask is None else mask.detach())
             return original(q, k, v, *args, **kwargs)
 

@@ -1,0 +1,142 @@
+"""What the UM PVT and ViT forwards hand on, observed in a real forward:
+PVT's keys/values (pooled by the stage's ratio, 1x1 conv, LayerNorm), the
+un-normalised SM token plus the embedding of the original position; ViT's
+secondary masking and kept tokens in block order."""
+import torch
+import torch.nn.functional as F
+
+import mmumae  # noqa: F401
+from handoff_helpers import AttentionRecorder, kept_in_block_order, um_masks
+from mmumae.models.backbones import UMPVT
+from mmumae.registry import MODELS
+
+PVT = dict(embed_dims=[16, 16, 32, 32], depths=[1, 1, 1, 1],
+           num_heads=[2, 2, 2, 2], mlp_ratios=[2, 2, 2, 2])
+
+
+def _pvt() -> UMPVT:
+    torch.manual_seed(0)
+    model = UMPVT(arch=PVT, sr_ratios=(4, 2, 1, 1), drop_path_rate=0.)
+    model.init_weights()
+    with torch.no_grad():  # non-trivial norms and mask token
+        for m in model.modules():
+            if isinstance(m, torch.nn.LayerNorm):
+                m.weight.uniform_(0.5, 2.)
+                m.bias.normal_()
+        model.mask_token.normal_()
+    return model.eval()
+
+
+def test_pvt_keys_and_values_are_the_normalised_pooled_map(monkeypatch):
+    """128 px: compact stage maps 16, 8, 4, 2 with sr 4, 2, 1, 1. At every
+    stage k, v = kv(LN(conv1x1(avgpool_sr(x)))) and q = q(x) for the
+    normalised block input x."""
+    model = _pvt()
+    recorder = AttentionRecorder(model, monkeypatch)
+    inputs = {}
+    for i, stage in enumerate(model.stages):
+        stage.blocks[0].attn.register_forward_pre_hook(
+            lambda m, args, i=i: inputs.__setitem__(i, args[0]))
+    mask, sm = um_masks(2, 128, seed=6)
+    model(torch.randn(2, 3, 128, 128), mask, sm)
+    for i, (side, sr) in enumerate(((16, 4), (8, 2), (4, 1), (2, 1))):
+        attn = model.stages[i].blocks[0].attn
+        x = inputs[i]  # (B, side*side, C)
+        b, n, c = x.shape
+        assert n == side * side
+        pooled = F.avg_pool2d(x.transpose(1, 2).reshape(b, c, side, side),
+                              sr) if sr > 1 else x.transpose(1, 2).reshape(
+                                  b, c, side, side)
+        reduced = attn.sr(pooled).flatten(2).transpose(1, 2)
+        normed = F.layer_norm(reduced, (c, ), attn.norm.weight,
+                              attn.norm.bias, attn.norm.eps)
+        k, v = attn.kv(normed).view(b, -1, 2, 2, c // 2).permute(
+            2, 0, 3, 1, 4)
+        q = attn.q(x).view(b, n, 2, c // 2).transpose(1, 2)
+        call = recorder.calls[(i, 0)]
+        assert call['k'].shape[-2] == (side // sr)**2, f'stage {i}: sr'
+        torch.testing.assert_close(call['k'], k, msg=f'stage {i} keys')
+        torch.testing.assert_close(call['q'], q, msg=f'stage {i} queries')
+        torch.testing.assert_close(call['v'], v, msg=f'stage {i} values')
+        # the norm matters: without it the keys differ
+        raw = attn.kv(reduced).view(b, -1, 2, 2, c // 2).permute(
+            2, 0, 3, 1, 4)[0]
+        assert not torch.allclose(raw, k, atol=1e-3)
+
+
+def test_pvt_stage1_tokens_are_sm_token_plus_original_position():
+    """Zero patch embedding: token k of the compact map is the position
+    embedding of its original token, plus the raw (un-normalised) mask
+    token where its patch is secondary-masked."""
+    model = _pvt()
+    with torch.no_grad():
+        model.stages[0].patch_embed.weight.zero_()
+        model.stages[0].patch_embed.bias.zero_()
+    seen = {}
+    model.stages[0].blocks[0].register_forward_pre_hook(
+        lambda m, args: seen.__setitem__('x', args[0]))
+    mask, sm = um_masks(2, 128, seed=7)
+    model(torch.randn(2, 3, 128, 128), mask, sm)
+    pe = model.position_embedding((32, 32), 'cpu', torch.float32)
+    token = model.mask_token.detach().view(-1)
+    x = seen['x'].view(2, 16, 16, -1)
+    for n, kept in enumerate(kept_in_block_order(mask)):
+        for k, (pr, pc) in enumerate(kept):
+            qr, qc = divmod(k, 4)
+            for a in range(4):
+                for c in range(4):
+                    want = pe[(pr * 4 + a) * 32 + pc * 4 + c]
+                    if sm[n, pr, pc]:
+                        want = want + token
+                    torch.testing.assert_close(x[n, qr * 4 + a, qc * 4 + c],
+                                               want)
+
+
+def _vit():
+    torch.manual_seed(0)
+    vit = MODELS.build(
+        dict(type='UMMAEViT', img_size=128, patch_size=16,
+             arch=dict(embed_dims=32, num_layers=1, num_heads=2,
+                       feedforward_channels=64)))
+    vit.init_weights()
+    with torch.no_grad():
+        vit.mask_token.normal_()
+    vit.eval()
+    return vit
+
+
+def test_vit_encodes_kept_patches_in_block_order_with_the_sm_token():
+    """Zero patch embedding: the first layer sees the class token and, for
+    compact position k, the position embedding of the kept patch of block
+    k, plus the mask token when that patch is secondary-masked."""
+    vit = _vit()
+    with torch.no_grad():
+        vit.patch_embed.projection.weight.zero_()
+        vit.patch_embed.projection.bias.zero_()
+    seen = {}
+    vit.layers[0].register_forward_pre_hook(
+        lambda m, args: seen.__setitem__('x', args[0]))
+    mask, sm = um_masks(2, 128, seed=8)
+    out = vit(torch.randn(2, 3, 128, 128), mask, sm)
+    assert out[0].shape == (2, 32, 4, 4)
+    x, pos = seen['x'], vit.pos_embed.detach()[0]
+    torch.testing.assert_close(
+        x[:, 0], (vit.cls_token.detach()[0, 0] + pos[0]).expand(2, -1))
+    assert x.shape[1] == 17
+    token = vit.mask_token.detach().view(-1)
+    for n, kept in enumerate(kept_in_block_order(mask)):
+        for k, (pr, pc) in enumerate(kept):
+            want = pos[1 + pr * 8 + pc] + (token if sm[n, pr, pc] else 0)
+            torch.testing.assert_close(x[n, 1 + k], want)
+
+
+def test_vit_output_ignores_the_pixels_of_sm_and_removed_patches():
+    vit = _vit()
+    mask, sm = um_masks(1, 128, seed=9)
+    assert sm.sum() == 4
+    pix = (mask | sm).repeat_interleave(16, 1).repeat_interleave(16, 2)
+    x = torch.randn(1, 3, 128, 128)
+    y = torch.where(pix[:, None], torch.randn_like(x), x)
+    torch.testing.assert_close(vit(x, mask, sm)[0], vit(y, mask, sm)[0])
+    z = torch.where(pix[:, None], x, torch.randn_like(x))
+    assert not torch.allclose(vit(x, mask, sm)[0], vit(z, mask, sm)[0])

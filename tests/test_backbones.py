@@ -6,8 +6,8 @@ import torch
 import mmumae  # noqa: F401
 from mmumae.datasets.transforms import UniformMaskGenerator
 from mmumae.models.backbones import UMPVT, UMSwinTransformer
-from mmumae.models.backbones.um_swin import _window_partition
-from mmumae.models.utils import gather_patches, kept_patch_ids
+from mmumae.models.utils import (gather_patches, kept_patch_ids,
+                                 window_partition)
 
 TINY_SWIN = dict(embed_dims=16, depths=[1, 2, 2, 1], num_heads=[1, 2, 2, 4])
 TINY_PVT = dict(embed_dims=[16, 32, 32, 64], depths=[1, 1, 1, 1],
@@ -81,12 +81,12 @@ def test_position_bias_is_the_mlp_of_every_pair_difference():
     _, _, coords, full_hw = model._compact_input(img, mask, sm)
     attn = model.stages[0].blocks[0].attn
     for shifted in (False, True):
-        geo = model._geometry(coords, 1, max(full_hw) - 1, 0, shifted)
+        geo = model._stage_geometry(coords, shifted, 1, max(full_hw) - 1, 0)
         fast = attn.position_bias(geo)  # (B, nW, heads, N, N)
         c = coords
         if geo.shift:
             c = torch.roll(c, (-geo.shift, -geo.shift), dims=(1, 2))
-        cw = _window_partition(c, geo.window).float()
+        cw = window_partition(c, geo.window).float()
         d = cw[:, :, :, None] - cw[:, :, None]
         d = torch.sign(d) * torch.log1p(d.abs())  # (B, nW, N, N, 2)
         naive = attn.rpe_mlp(d.permute(0, 1, 4, 2, 3).flatten(0, 1))
@@ -151,15 +151,15 @@ def test_dense_mode_multiscale_any_size(cls, arch, extra):
 def test_swin_dense_bias_is_shared_and_windows_pad_with_masked_keys():
     model = UMSwinTransformer(arch=TINY_SWIN, window_size=4)
     coords = model._grid_coords(6, 10, 'cpu')
-    geo = model._geometry(coords, 1, 3, 0, shifted=True)
+    geo = model._stage_geometry(coords, True, 1, 3, 0)
     assert geo.rel_index.shape[0] == 1  # one geometry for the whole batch
     assert geo.pad == (2, 2) and geo.attn_mask is not None
     # without shift: exactly the padded keys are blocked, for every query
-    geo = model._geometry(coords, 1, 3, 0, shifted=False)
+    geo = model._stage_geometry(coords, False, 1, 3, 0)
     padded = torch.zeros(8, 12, dtype=torch.bool)
     padded[6:, :] = True
     padded[:, 10:] = True
-    key_pad = _window_partition(padded[None, ..., None], (4, 4))[0, ..., 0]
+    key_pad = window_partition(padded[None, ..., None], (4, 4))[0, ..., 0]
     mask = geo.attn_mask[0, :, 0]  # (nW, N, N)
     assert torch.equal(mask < 0, key_pad[:, None, :].expand_as(mask))
     # query (0, 0) and key (1, 1) of the first window: offset query - key =
@@ -240,7 +240,8 @@ def test_gradient_checkpointing_gives_the_same_gradients(cls, arch, extra):
     for model in (plain, ckpt):
         model.train()
         out = model(x, mask, sm)[-1]
-        (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+        weight = torch.linspace(-1, 1, out.numel()).view_as(out)
+        (out * weight).sum().backward()
         grads.append({n: p.grad.clone() for n, p in model.named_parameters()
                       if p.grad is not None})
     assert grads[0].keys() == grads[1].keys()

@@ -14,9 +14,9 @@ def stack_sample_field(data_samples: List[DataSample], key: str,
     """Stack a per-sample mask packed by ``PackInputs(algorithm_keys=...)``."""
     if not data_samples or key not in data_samples[0]:
         raise KeyError(
-            f'The data samples carry no {key!r}. Add the mask generator to the '
-            f'pipeline and pack it with PackInputs(algorithm_keys=[{key!r}, '
-            f'...]).')
+            f'The data samples carry no {key!r}. Add the mask generator to '
+            f'the pipeline and pack it with '
+            f'PackInputs(algorithm_keys=[{key!r}, ...]).')
     return torch.stack([
         torch.as_tensor(getattr(ds, key), device=device) for ds in data_samples
     ]).bool()

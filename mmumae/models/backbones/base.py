@@ -3,6 +3,7 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
+from mmcv.cnn import build_norm_layer
 from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from mmengine.runner.checkpoint import _load_checkpoint, load_state_dict
@@ -33,11 +34,14 @@ class CompactInput(NamedTuple):
 class UMBackbone(BaseModule):
     """Base of :class:`UMSwinTransformer` and :class:`UMPVT`.
 
-    Subclasses set ``arch_zoo``, ``required_arch_keys``, ``stem_names``
-    (parameters at layer depth 0) and ``stage_entry`` (the per-stage
-    downsampling module), build ``self.stages`` (each with ``.blocks``),
-    ``self.mask_token``, ``self.depths`` and ``self.num_stages`` and call
-    :meth:`_freeze_stages` at the end of ``__init__``.
+    Holds what both families share: arch parsing, the mask-patch checks and
+    the compact input of UM mode, the mask token, the output norms
+    ``norm{i}``, freezing, checkpoint loading and layer depths. Subclasses
+    set ``arch_zoo``, ``stem_names`` (parameters at layer depth 0) and
+    ``stage_entry`` (the per-stage downsampling module), call
+    :meth:`_setup_geometry`, build ``self.stages`` (``stages.{i}.blocks.{j}``
+    names), ``self.mask_token`` and ``self.num_features``, then
+    :meth:`_add_output_norms` and :meth:`_freeze_stages`.
     """
     arch_zoo: Dict[str, dict] = {}
     required_arch_keys: Sequence[str] = ('embed_dims', 'depths', 'num_heads')
@@ -82,12 +86,52 @@ class UMBackbone(BaseModule):
             out.append(j)
         return tuple(out)
 
-    def _compact_input(self, x: Tensor, mask: Tensor,
-                       sm_mask: Tensor) -> CompactInput:
+    def _setup_geometry(self, arch: dict, patch_size: int,
+                        mask_patch_size: int,
+                        out_indices: Union[int, Sequence[int]]) -> None:
+        """Set depths, heads, patch sizes and out indices, checking them."""
+        self.depths = list(arch['depths'])
+        self.num_heads = list(arch['num_heads'])
+        self.num_stages = len(self.depths)
+        if len(self.num_heads) != self.num_stages:
+            raise ValueError(f'{self._name}: arch depths and num_heads must '
+                             f'have the same length.')
+        if patch_size <= 0 or mask_patch_size % patch_size:
+            raise ValueError(
+                f'{self._name}: mask_patch_size={mask_patch_size} must be a '
+                f'multiple of patch_size={patch_size}.')
+        self.patch_size = patch_size
+        self.mask_patch_size = mask_patch_size
+        self.tokens_per_patch = mask_patch_size // patch_size
+        self.out_indices = self._parse_out_indices(out_indices,
+                                                   self.num_stages)
+
+    def _drop_path_rates(self, rate: float) -> List[List[float]]:
+        """Stochastic depth rising linearly over all blocks, per stage."""
+        dpr = torch.linspace(0, rate, sum(self.depths)).tolist()
+        starts = [sum(self.depths[:i]) for i in range(self.num_stages)]
+        return [dpr[s:s + d] for s, d in zip(starts, self.depths)]
+
+    def _add_output_norms(self, norm_cfg: dict) -> None:
+        """One norm ``norm{i}`` per out index, over ``num_features[i]``."""
+        for i in self.out_indices:
+            self.add_module(f'norm{i}',
+                            build_norm_layer(norm_cfg,
+                                             self.num_features[i])[1])
+
+    def _output(self, i: int, x: Tensor) -> Tensor:
+        """Normalise stage ``i``'s ``(B, H, W, C)`` map -> ``(B, C, H, W)``."""
+        return getattr(self, f'norm{i}')(x).permute(0, 3, 1, 2).contiguous()
+
+    def _compact_input(self,
+                       x: Tensor,
+                       mask: Tensor,
+                       sm_mask: Tensor,
+                       kept_ids: Optional[Tensor] = None) -> CompactInput:
         """Gather the kept patches (UM mode) and track where they came from.
 
-        Needs ``self.patch_size``, ``self.mask_patch_size`` and
-        ``self.tokens_per_patch``.
+        ``kept_ids`` are ``kept_patch_ids(mask)`` when the caller has them
+        already (computed here when None).
         """
         p = check_patch_mask(mask, x.shape[-2:], self._name)
         if p != self.mask_patch_size:
@@ -97,7 +141,8 @@ class UMBackbone(BaseModule):
                 f'{self.mask_patch_size}; make them agree.')
         gh, gw = mask.shape[-2:]
         t = self.tokens_per_patch
-        ids = kept_patch_ids(mask, self._name)
+        ids = kept_patch_ids(mask, self._name) if kept_ids is None \
+            else kept_ids
         compact_hw = (gh // 2, gw // 2)
         sm = take_patch_values(sm_mask.bool(), ids).view(-1, *compact_hw)
         return CompactInput(
@@ -128,7 +173,7 @@ class UMBackbone(BaseModule):
             return x + token.sum() * 0.
         return x
 
-    def _check_input(self, x: Tensor) -> None:
+    def _check_input(self, x: Tensor, um: bool = False) -> None:
         if x.dim() != 4:
             raise ValueError(f'{self._name}: expected (B, C, H, W) images, '
                              f'got shape {tuple(x.shape)}.')
@@ -152,9 +197,10 @@ class UMBackbone(BaseModule):
     def _load_pretrained(self, cfg: dict) -> None:
         """Load a checkpoint, failing clearly when its keys do not fit.
 
-        Allowed differences: output norms (``norm{i}``) of stages the
-        checkpoint did not output, which keep their default init, and extra
-        keys in the checkpoint (e.g. a decoder), which are ignored.
+        Allowed differences: the keys of :meth:`_allowed_missing` (output
+        norms of stages the checkpoint did not output), which keep their
+        default init, and extra keys in the checkpoint (e.g. a decoder),
+        which are ignored.
         """
         path = cfg['checkpoint']
         ckpt = _load_checkpoint(path, map_location=cfg.get('map_location',
@@ -174,10 +220,10 @@ class UMBackbone(BaseModule):
                     f'init_cfg.prefix to the module that holds the backbone, '
                     f'or drop it for a bare backbone checkpoint.')
             state = sub
+        state = self._adapt_checkpoint(state, path)
         own = self.state_dict()
-        new_norms = {f'norm{i}.{p}' for i in self.out_indices
-                     for p in ('weight', 'bias')}
-        missing = [k for k in own if k not in state and k not in new_norms]
+        allowed = self._allowed_missing()
+        missing = [k for k in own if k not in state and k not in allowed]
         shapes = [k for k in own if k in state
                   and tuple(state[k].shape) != tuple(own[k].shape)]
         if missing or shapes:
@@ -196,11 +242,21 @@ class UMBackbone(BaseModule):
             raise ValueError(f'{self._name}: checkpoint {path} does not fit '
                              f'this backbone: {"; ".join(details)}; {hint}.')
         load_state_dict(self, state, strict=False, logger='current')
-        fresh = sorted(k for k in new_norms if k not in state)
+        fresh = sorted(k for k in own if k in allowed and k not in state)
         print_log(
             f'{self._name}: loaded {len(own) - len(fresh)} tensors from {path}'
-            + (f'; new output norms keep their default init: {fresh}'
+            + (f'; not in the checkpoint, kept at their default init: {fresh}'
                if fresh else ''), logger='current')
+
+    def _allowed_missing(self) -> set:
+        """Keys a checkpoint may lack: output norms of stages it did not
+        output."""
+        return {f'norm{i}.{p}' for i in self.out_indices
+                for p in ('weight', 'bias')}
+
+    def _adapt_checkpoint(self, state: dict, path: str) -> dict:
+        """Family-specific adaptation of a checkpoint before the checks."""
+        return state
 
     def _init_transformer_weights(self) -> None:
         """Truncated-normal linears, unit LayerNorms, the mask token."""
@@ -216,8 +272,8 @@ class UMBackbone(BaseModule):
 
     def _frozen_modules(self) -> List[nn.Module]:
         """Modules frozen by ``frozen_stages`` (stem + stages + out norms)."""
-        frozen = [getattr(self, n) for n in self.stem_names
-                  if isinstance(getattr(self, n), nn.Module)]
+        frozen = [getattr(self, n, None) for n in self.stem_names]
+        frozen = [m for m in frozen if isinstance(m, nn.Module)]
         frozen += list(self.stages[:self.frozen_stages + 1])
         frozen += [
             getattr(self, f'norm{i}') for i in self.out_indices
@@ -228,7 +284,10 @@ class UMBackbone(BaseModule):
     def _freeze_stages(self) -> None:
         if self.frozen_stages < 0:
             return
-        self.mask_token.requires_grad = False
+        for name in self.stem_names:
+            param = getattr(self, name, None)
+            if isinstance(param, nn.Parameter):
+                param.requires_grad = False
         for m in self._frozen_modules():
             m.eval()
             for p in m.parameters():

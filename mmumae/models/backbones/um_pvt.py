@@ -3,22 +3,25 @@
 Spatial-reduction attention pools keys/values by average pooling followed by
 a 1x1 conv and LayerNorm (present at every stage, ``sr_ratio`` 1 included),
 so the same weights run on the compact pre-training grid (sr 4-2-1-1) and on
-full images (sr 8-4-2-1). The only position information is a fixed 2-D
-sin-cos embedding at stage 1, gathered with the tokens in pre-training.
+full images (sr 8-4-2-1). The only position information is a 2-D sin-cos
+embedding at stage 1 (fixed, or learnable as in the reference fine-tuning
+model), gathered with the tokens in pre-training.
 """
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+import math
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import torch.utils.checkpoint as cp
 from mmcv.cnn import build_norm_layer
-from mmcv.cnn.bricks.drop import DropPath
+from mmengine.logging import print_log
 from mmengine.model import BaseModule, ModuleList
-from mmpretrain.models.utils import build_2d_sincos_position_embedding
+from mmengine.utils import to_2tuple
+from mmpretrain.models.utils import resize_pos_embed
 from torch import Tensor
 
 from mmumae.registry import register_backbone
+from ..utils import PreNormBlock, sincos_2d_colfirst
 from .base import UMBackbone
 
 
@@ -31,15 +34,19 @@ class AvgPoolSRAttention(BaseModule):
     Args:
         embed_dims (int): Channels.
         num_heads (int): Heads.
+        sr_ratio (int): Key/value pooling factor. Defaults to 1.
         qkv_bias (bool): Bias for q, k, v. Defaults to True.
         attn_drop (float): Attention dropout. Defaults to 0.
         proj_drop (float): Output dropout. Defaults to 0.
-        norm_cfg (dict): Norm after the reduction. Defaults to LN.
+        norm_cfg (dict): Norm after the reduction. Defaults to
+            ``dict(type='LN')`` (eps 1e-5, as the reference).
+        init_cfg (dict, optional): Initialisation config. Defaults to None.
     """
 
     def __init__(self,
                  embed_dims: int,
                  num_heads: int,
+                 sr_ratio: int = 1,
                  qkv_bias: bool = True,
                  attn_drop: float = 0.,
                  proj_drop: float = 0.,
@@ -48,6 +55,7 @@ class AvgPoolSRAttention(BaseModule):
         super().__init__(init_cfg=init_cfg)
         self.num_heads = num_heads
         self.head_dims = embed_dims // num_heads
+        self.sr_ratio = sr_ratio
         self.q = nn.Linear(embed_dims, embed_dims, bias=qkv_bias)
         self.kv = nn.Linear(embed_dims, embed_dims * 2, bias=qkv_bias)
         self.sr = nn.Conv2d(embed_dims, embed_dims, 1)
@@ -56,14 +64,15 @@ class AvgPoolSRAttention(BaseModule):
         self.proj = nn.Linear(embed_dims, embed_dims)
         self.proj_drop = nn.Dropout(proj_drop)
 
-    def forward(self, x: Tensor, hw: Tuple[int, int],
-                sr_ratio: int) -> Tensor:
+    def forward(self, x: Tensor, hw: Tuple[int, int]) -> Tensor:
         """x: ``(B, H*W, C)`` -> same shape."""
         b, n, c = x.shape
-        q = self.q(x).view(b, n, self.num_heads, self.head_dims).transpose(1, 2)
+        q = self.q(x).view(b, n, self.num_heads, self.head_dims)
+        q = q.transpose(1, 2)
         kv = x.transpose(1, 2).reshape(b, c, *hw)
-        if sr_ratio > 1:
-            kv = F.avg_pool2d(kv, sr_ratio, sr_ratio, ceil_mode=True)
+        if self.sr_ratio > 1:
+            kv = F.avg_pool2d(kv, self.sr_ratio, self.sr_ratio,
+                              ceil_mode=True)
         kv = self.norm(self.sr(kv).flatten(2).transpose(1, 2))
         kv = self.kv(kv).view(b, -1, 2, self.num_heads, self.head_dims)
         k, v = kv.permute(2, 0, 3, 1, 4).unbind(0)
@@ -73,61 +82,26 @@ class AvgPoolSRAttention(BaseModule):
         return self.proj_drop(self.proj(out))
 
 
-class UMPVTBlock(BaseModule):
-    """Pre-norm transformer block with spatial-reduction attention.
+class UMPVTStage(BaseModule):
+    """Patch embedding (a ``patch_size`` stride conv), then the blocks.
 
     Args:
-        embed_dims (int): Channels.
-        num_heads (int): Heads.
-        mlp_ratio (float): FFN ratio. Defaults to 4.
+        in_channels (int): Input channels.
+        embed_dims (int): Channels of the stage.
+        patch_size (int): Stride of the patch embedding (4 first, then 2).
+        depth (int): Number of blocks.
+        num_heads (int): Attention heads.
+        mlp_ratio (float): FFN ratio.
+        sr_ratio (int): Key/value pooling factor.
+        drop_path_rates (Sequence[float]): One rate per block.
         qkv_bias (bool): Bias for q, k, v. Defaults to True.
         drop_rate (float): Dropout. Defaults to 0.
         attn_drop_rate (float): Attention dropout. Defaults to 0.
-        drop_path_rate (float): Stochastic depth. Defaults to 0.
-        norm_cfg (dict): Norm config. Defaults to LN.
         with_cp (bool): Gradient checkpointing. Defaults to False.
+        norm_cfg (dict): Block and reduction norms. Defaults to
+            ``dict(type='LN')``.
+        init_cfg (dict, optional): Initialisation config. Defaults to None.
     """
-
-    def __init__(self,
-                 embed_dims: int,
-                 num_heads: int,
-                 mlp_ratio: float = 4.,
-                 qkv_bias: bool = True,
-                 drop_rate: float = 0.,
-                 attn_drop_rate: float = 0.,
-                 drop_path_rate: float = 0.,
-                 norm_cfg: dict = dict(type='LN'),
-                 with_cp: bool = False,
-                 init_cfg: Optional[dict] = None) -> None:
-        super().__init__(init_cfg=init_cfg)
-        self.with_cp = with_cp
-        self.norm1 = build_norm_layer(norm_cfg, embed_dims)[1]
-        self.attn = AvgPoolSRAttention(embed_dims, num_heads, qkv_bias,
-                                       attn_drop_rate, drop_rate, norm_cfg)
-        self.norm2 = build_norm_layer(norm_cfg, embed_dims)[1]
-        hidden = int(embed_dims * mlp_ratio)
-        self.ffn = nn.Sequential(
-            nn.Linear(embed_dims, hidden), nn.GELU(), nn.Dropout(drop_rate),
-            nn.Linear(hidden, embed_dims), nn.Dropout(drop_rate))
-        self.drop_path = DropPath(
-            drop_path_rate) if drop_path_rate > 0 else nn.Identity()
-
-    def _forward(self, x: Tensor, hw: Tuple[int, int],
-                 sr_ratio: int) -> Tensor:
-        x = x + self.drop_path(self.attn(self.norm1(x), hw, sr_ratio))
-        return x + self.drop_path(self.ffn(self.norm2(x)))
-
-    def forward(self, x: Tensor, hw: Tuple[int, int],
-                sr_ratio: int) -> Tensor:
-        """x: ``(B, H*W, C)`` -> same shape."""
-        if self.with_cp and x.requires_grad:
-            return cp.checkpoint(
-                self._forward, x, hw, sr_ratio, use_reentrant=False)
-        return self._forward(x, hw, sr_ratio)
-
-
-class UMPVTStage(BaseModule):
-    """Patch embedding (4x4/s4 conv first, 2x2/s2 conv after) + blocks."""
 
     def __init__(self,
                  in_channels: int,
@@ -136,20 +110,57 @@ class UMPVTStage(BaseModule):
                  depth: int,
                  num_heads: int,
                  mlp_ratio: float,
+                 sr_ratio: int,
                  drop_path_rates: Sequence[float],
-                 block_cfg: dict,
+                 qkv_bias: bool = True,
+                 drop_rate: float = 0.,
+                 attn_drop_rate: float = 0.,
+                 with_cp: bool = False,
+                 norm_cfg: dict = dict(type='LN'),
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
+        self.patch_size = patch_size
         self.patch_embed = nn.Conv2d(in_channels, embed_dims, patch_size,
                                      patch_size)
         self.blocks = ModuleList([
-            UMPVTBlock(
+            PreNormBlock(
                 embed_dims,
-                num_heads,
-                mlp_ratio=mlp_ratio,
+                AvgPoolSRAttention(embed_dims, num_heads, sr_ratio, qkv_bias,
+                                   attn_drop_rate, drop_rate, norm_cfg),
+                int(embed_dims * mlp_ratio),
+                drop_rate=drop_rate,
                 drop_path_rate=drop_path_rates[i],
-                **block_cfg) for i in range(depth)
+                norm_cfg=norm_cfg,
+                with_cp=with_cp) for i in range(depth)
         ])
+
+    def forward(self,
+                x: Tensor,
+                prepare: Optional[Callable[[Tensor], Tensor]] = None
+                ) -> Tensor:
+        """Run the stage.
+
+        Args:
+            x (Tensor): ``(B, C, H, W)`` image or map; zero-padded to a
+                multiple of the patch size.
+            prepare (callable, optional): Applied to the ``(B, N, C)``
+                tokens after the patch embedding (the first stage adds the
+                mask token and the position embedding). Defaults to None.
+
+        Returns:
+            Tensor: ``(B, H', W', C')`` channels-last map.
+        """
+        p = self.patch_size
+        if x.shape[2] % p or x.shape[3] % p:
+            x = F.pad(x, (0, -x.shape[3] % p, 0, -x.shape[2] % p))
+        x = self.patch_embed(x)
+        b, c, h, w = x.shape
+        x = x.flatten(2).transpose(1, 2)
+        if prepare is not None:
+            x = prepare(x)
+        for blk in self.blocks:
+            x = blk(x, (h, w))
+        return x.view(b, h, w, c)
 
 
 @register_backbone
@@ -160,6 +171,15 @@ class UMPVT(UMBackbone):
     UM-MAE (``mask`` + ``sm_mask``: compact grid, SM tokens replaced by the
     un-normalised mask token, then the sin-cos embedding of each token's
     original position added) and SimMIM (``mask`` only, full grid).
+
+    Position embedding: by default the fixed column-first sin-cos table of
+    the stage-1 grid, computed for any input size and not stored in the
+    state dict. With ``learnable_pos_embed=True`` (the reference
+    fine-tuning model) it is a parameter ``pos_embed`` of shape
+    ``(1, (pretrain_img_size / patch_size)**2, C0)``, initialised from that
+    table, resized bicubically for other grids and gathered like the fixed
+    one in UM mode. A checkpoint's ``pos_embed`` is loaded only by a
+    learnable model; a fixed-table model ignores it with a warning.
 
     Args:
         arch (str | dict): ``'tiny'``, ``'small'``, ``'medium'``, ``'large'``
@@ -183,10 +203,17 @@ class UMPVT(UMBackbone):
         norm_eval (bool): Keep batch norms in eval mode. Defaults to False.
         with_cp (bool): Gradient checkpointing. Defaults to False.
         mask_patch_size (int): Pixel size of a mask patch. Defaults to 16.
-        norm_cfg (dict): Norm config. Defaults to ``dict(type='LN')``.
+        learnable_pos_embed (bool): Learn the stage-1 position embedding
+            (parameter ``pos_embed``). Defaults to False.
+        pretrain_img_size (int | tuple): Image size the learnable
+            ``pos_embed`` is stored for. Defaults to 256.
+        norm_cfg (dict): Norms inside the blocks and of the spatial
+            reduction. Defaults to ``dict(type='LN')`` (eps 1e-5).
+        outer_norm_cfg (dict): The output norms. Defaults to
+            ``dict(type='LN', eps=1e-6)`` (as the reference).
         init_cfg (dict | list, optional): Initialisation config.
     """
-    stem_names = ('mask_token', )
+    stem_names = ('mask_token', 'pos_embed')
     stage_entry = 'patch_embed'
     arch_zoo: Dict[str, dict] = {
         **dict.fromkeys(['t', 'tiny'], {
@@ -217,73 +244,98 @@ class UMPVT(UMBackbone):
                  norm_eval: bool = False,
                  with_cp: bool = False,
                  mask_patch_size: int = 16,
+                 learnable_pos_embed: bool = False,
+                 pretrain_img_size: Union[int, Tuple[int, int]] = 256,
                  norm_cfg: dict = dict(type='LN'),
+                 outer_norm_cfg: dict = dict(type='LN', eps=1e-6),
                  init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
         super().__init__(frozen_stages, norm_eval, init_cfg)
-        self.arch_settings = self._parse_arch(arch)
-        self.embed_dims = list(self.arch_settings['embed_dims'])
-        self.depths = list(self.arch_settings['depths'])
-        self.num_heads = list(self.arch_settings['num_heads'])
-        mlp_ratios = list(self.arch_settings.get('mlp_ratios', [4] *
-                                                 len(self.depths)))
-        self.num_stages = len(self.depths)
-        if not (len(self.embed_dims) == len(self.num_heads) == len(mlp_ratios)
-                == self.num_stages == len(sr_ratios)):
+        arch = self._parse_arch(arch)
+        self.arch_settings = arch
+        self._setup_geometry(arch, patch_size, mask_patch_size, out_indices)
+        self.embed_dims = list(arch['embed_dims'])
+        mlp_ratios = list(arch.get('mlp_ratios', [4] * self.num_stages))
+        if not (len(self.embed_dims) == len(mlp_ratios) == self.num_stages
+                == len(sr_ratios)):
             raise ValueError('UMPVT: embed_dims, depths, num_heads, '
                              'mlp_ratios and sr_ratios need one entry per '
                              'stage.')
-        if mask_patch_size % patch_size:
-            raise ValueError(f'UMPVT: mask_patch_size={mask_patch_size} must '
-                             f'be a multiple of patch_size={patch_size}.')
-        self.patch_size = patch_size
-        self.mask_patch_size = mask_patch_size
-        self.tokens_per_patch = mask_patch_size // patch_size
         self.sr_ratios = list(sr_ratios)
-        self.out_indices = self._parse_out_indices(out_indices,
-                                                   self.num_stages)
+        self.num_features = self.embed_dims
         self._pos_cache: Dict[tuple, Tensor] = {}
 
         self.mask_token = nn.Parameter(torch.zeros(1, 1, self.embed_dims[0]))
+        self.learnable_pos_embed = learnable_pos_embed
+        self.pos_grid = tuple(s // patch_size
+                              for s in to_2tuple(pretrain_img_size))
+        if learnable_pos_embed:
+            self.pos_embed = nn.Parameter(
+                sincos_2d_colfirst(*self.pos_grid, self.embed_dims[0])[None])
         self.drop_after_pos = nn.Dropout(drop_rate)
-        dpr = torch.linspace(0, drop_path_rate, sum(self.depths)).tolist()
-        block_cfg = dict(
-            qkv_bias=qkv_bias,
-            drop_rate=drop_rate,
-            attn_drop_rate=attn_drop_rate,
-            norm_cfg=norm_cfg,
-            with_cp=with_cp)
+        dpr = self._drop_path_rates(drop_path_rate)
         self.stages = ModuleList()
-        in_ch = in_channels
         for i in range(self.num_stages):
-            start = sum(self.depths[:i])
             self.stages.append(
-                UMPVTStage(in_ch, self.embed_dims[i],
-                           patch_size if i == 0 else 2, self.depths[i],
-                           self.num_heads[i], mlp_ratios[i],
-                           dpr[start:start + self.depths[i]], block_cfg))
-            in_ch = self.embed_dims[i]
-        self.num_features = self.embed_dims
-        for i in self.out_indices:
-            self.add_module(f'norm{i}',
-                            build_norm_layer(norm_cfg, self.embed_dims[i])[1])
+                UMPVTStage(
+                    in_channels if i == 0 else self.embed_dims[i - 1],
+                    self.embed_dims[i],
+                    patch_size if i == 0 else 2,
+                    self.depths[i],
+                    self.num_heads[i],
+                    mlp_ratios[i],
+                    self.sr_ratios[i],
+                    dpr[i],
+                    qkv_bias=qkv_bias,
+                    drop_rate=drop_rate,
+                    attn_drop_rate=attn_drop_rate,
+                    with_cp=with_cp,
+                    norm_cfg=norm_cfg))
+        self._add_output_norms(outer_norm_cfg)
         self._freeze_stages()
 
-    # ---------------------------------------------------------------- helpers
     def position_embedding(self, hw: Tuple[int, int], device,
                            dtype) -> Tensor:
-        """Fixed 2-D sin-cos embedding ``(H*W, C)`` of the stage-1 grid."""
+        """Stage-1 position embedding ``(H*W, C)`` of an ``hw`` grid."""
+        hw = tuple(hw)
+        if self.learnable_pos_embed:
+            pe = resize_pos_embed(self.pos_embed, self.pos_grid, hw,
+                                  mode='bicubic', num_extra_tokens=0)
+            return pe[0].to(dtype)
         key = (hw, str(device), dtype)
         if key not in self._pos_cache:
-            pe = build_2d_sincos_position_embedding(
-                (hw[1], hw[0]), self.embed_dims[0], cls_token=False)
-            self._pos_cache[key] = pe[0].to(device=device, dtype=dtype)
+            pe = sincos_2d_colfirst(*hw, self.embed_dims[0])
+            self._pos_cache[key] = pe.to(device=device, dtype=dtype)
         return self._pos_cache[key]
 
-    # --------------------------------------------------------------- forward
+    def _allowed_missing(self) -> set:
+        """A learnable ``pos_embed`` may be missing from a checkpoint of a
+        fixed-table model: it keeps its sin-cos initialisation."""
+        return super()._allowed_missing() | {'pos_embed'}
+
+    def _adapt_checkpoint(self, state: dict, path: str) -> dict:
+        """Warn about an ignored ``pos_embed``; resize one of another grid."""
+        pe = state.get('pos_embed')
+        if pe is None:
+            return state
+        if not self.learnable_pos_embed:
+            print_log(
+                f'UMPVT: the pos_embed of {path} is ignored: this model uses '
+                f'the fixed sin-cos table; set learnable_pos_embed=True to '
+                f'load it.', logger='current', level=30)
+            return state
+        side = math.isqrt(pe.shape[1])
+        if pe.shape[1] != self.pos_embed.shape[1] and side**2 == pe.shape[1]:
+            state = dict(state, pos_embed=resize_pos_embed(
+                pe, (side, side), self.pos_grid, 'bicubic', 0))
+            print_log(f'UMPVT: resized the checkpoint pos_embed from '
+                      f'{side}x{side} to {self.pos_grid}.', logger='current')
+        return state
+
     def forward(self,
                 x: Tensor,
                 mask: Optional[Tensor] = None,
-                sm_mask: Optional[Tensor] = None) -> Tuple[Tensor, ...]:
+                sm_mask: Optional[Tensor] = None,
+                kept_ids: Optional[Tensor] = None) -> Tuple[Tensor, ...]:
         """Run the encoder.
 
         Args:
@@ -291,47 +343,35 @@ class UMPVT(UMBackbone):
             mask (Tensor, optional): ``(B, H/p, W/p)`` bool, True = removed.
             sm_mask (Tensor, optional): ``(B, H/p, W/p)`` bool; given, the
                 encoder runs UM-MAE on the compact grid, else SimMIM.
+            kept_ids (Tensor, optional): ``kept_patch_ids(mask)`` when the
+                caller already has them (UM mode). Defaults to None.
 
         Returns:
             tuple[Tensor]: ``(B, C_i, H_i, W_i)`` for each out index.
         """
-        self._check_input(x)
-        full_hw = (x.shape[2] // self.patch_size, x.shape[3] // self.patch_size)
-        stem = self.stages[0].patch_embed
-        if mask is not None and sm_mask is not None:
-            img, sm_tokens, coords, _ = self._compact_input(x, mask, sm_mask)
+        um = mask is not None and sm_mask is not None
+        self._check_input(x, um=um)
+        p = self.patch_size
+        full_hw = (-(-x.shape[2] // p), -(-x.shape[3] // p))
+        pe = self.position_embedding(full_hw, x.device, x.dtype)
+        if um:
+            x, sm_tokens, coords, _ = self._compact_input(
+                x, mask, sm_mask, kept_ids)
             token_mask = sm_tokens.flatten(1)
-            pos_index = (coords[..., 0] * full_hw[1] + coords[..., 1]).flatten(1)
-            x = stem(img)
-            hw = x.shape[2:]
-            x = x.flatten(2).transpose(1, 2)
-            pe = self.position_embedding(full_hw, x.device, x.dtype)
-            pos = pe[pos_index]
+            pos = pe[(coords[..., 0] * full_hw[1] + coords[..., 1]).flatten(1)]
         else:
             token_mask = None if mask is None else self._simmim_tokens(
                 x, mask).flatten(1)
-            x = stem(x)
-            hw = x.shape[2:]
-            x = x.flatten(2).transpose(1, 2)
-            pos = self.position_embedding(tuple(hw), x.device, x.dtype)[None]
-        x = self._apply_mask_token(x, token_mask)
-        x = self.drop_after_pos(x + pos)
-        return self._forward_stages(x, tuple(hw))
+            pos = pe[None]
 
-    def _forward_stages(self, x: Tensor,
-                        hw: Tuple[int, int]) -> Tuple[Tensor, ...]:
+        def prepare(tokens: Tensor) -> Tensor:
+            tokens = self._apply_mask_token(tokens, token_mask)
+            return self.drop_after_pos(tokens + pos)
+
         outs = []
-        b = x.shape[0]
         for i, stage in enumerate(self.stages):
-            if i > 0:
-                x = x.transpose(1, 2).reshape(b, -1, *hw)
-                x = F.pad(x, (0, hw[1] % 2, 0, hw[0] % 2))
-                x = stage.patch_embed(x)
-                hw = tuple(x.shape[2:])
-                x = x.flatten(2).transpose(1, 2)
-            for blk in stage.blocks:
-                x = blk(x, hw, self.sr_ratios[i])
+            x = stage(x, prepare if i == 0 else None)
             if i in self.out_indices:
-                out = getattr(self, f'norm{i}')(x)
-                outs.append(out.transpose(1, 2).reshape(b, -1, *hw))
+                outs.append(self._output(i, x))
+            x = x.permute(0, 3, 1, 2)
         return tuple(outs)

@@ -141,13 +141,15 @@ class UMMAEPretrainDecoder(BaseModule):
         if gh * gw != self.decoder_pos_embed.shape[1]:
             raise ValueError(
                 f'UMMAEPretrainDecoder: the mask grid is {gh}x{gw} but the '
-                f'decoder was built for input_size={self.grid * self.patch_size}'
-                f' ({self.grid}x{self.grid}); set input_size to the image size.')
+                f'decoder was built for input_size='
+                f'{self.grid * self.patch_size} ({self.grid}x{self.grid}); '
+                f'set input_size to the image size.')
         vis = self._expand(x)
         kept = kept_patch_ids(mask, 'UMMAEPretrainDecoder', check=False)
         if vis.shape[1] != kept.shape[1]:
             raise ValueError(
-                f'UMMAEPretrainDecoder: the encoder gives {vis.shape[1]} tokens '
+                f'UMMAEPretrainDecoder: the encoder gives {vis.shape[1]} '
+                f'tokens '
                 f'after upscale={self.upscale} but the mask keeps '
                 f'{kept.shape[1]} patches; check upscale and the encoder.')
         removed = masked_patch_ids(mask)

@@ -20,7 +20,8 @@ def check_patch_mask(mask: Tensor, image_hw: Tuple[int, int],
     """
     if mask.dim() != 3:
         raise ValueError(
-            f'{owner}: expected a mask of shape (B, H/p, W/p) on the mask-patch '
+            f'{owner}: expected a mask of shape (B, H/p, W/p) on the '
+            f'mask-patch '
             f'grid, got shape {tuple(mask.shape)}. Generate it with '
             f'UniformMaskGenerator/RandomPatchMaskGenerator and pack it with '
             f'PackInputs(algorithm_keys=[...]).')
@@ -126,7 +127,8 @@ def original_token_coords(patch_ids: Tensor, grid_w: int,
     b = patch_ids.shape[0]
     h, w = compact_hw
     t = tokens_per_patch
-    rows = torch.div(patch_ids, grid_w, rounding_mode='floor').view(b, h, 1, w, 1)
+    rows = torch.div(patch_ids, grid_w, rounding_mode='floor')
+    rows = rows.view(b, h, 1, w, 1)
     cols = (patch_ids % grid_w).view(b, h, 1, w, 1)
     ar = torch.arange(t, device=patch_ids.device)
     tok_r = (rows * t + ar.view(1, 1, t, 1, 1)).expand(b, h, t, w, t)

@@ -36,6 +36,8 @@ train_pipeline = [
         mask_patch_size=16,
         model_patch_size=4,
         mask_ratio=0.75),
-    dict(type='PackInputs', algorithm_keys=['mask']),
+    # PackInputs turns a `mask` into a tensor itself (SimMIMMaskGenerator
+    # gives a numpy array; algorithm_keys would pass it on as it is)
+    dict(type='PackInputs'),
 ]
 train_dataloader = dict(dataset=dict(pipeline=train_pipeline))

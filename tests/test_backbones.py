@@ -87,7 +87,7 @@ def test_position_bias_is_the_mlp_of_every_pair_difference():
         if geo.shift:
             c = torch.roll(c, (-geo.shift, -geo.shift), dims=(1, 2))
         cw = window_partition(c, geo.window).float()
-        d = cw[:, :, :, None] - cw[:, :, None]
+        d = cw[:, :, None] - cw[:, :, :, None]  # key minus query
         d = torch.sign(d) * torch.log1p(d.abs())  # (B, nW, N, N, 2)
         naive = attn.rpe_mlp(d.permute(0, 1, 4, 2, 3).flatten(0, 1))
         naive = naive.view(*d.shape[:2], -1, *d.shape[2:4])
@@ -162,10 +162,10 @@ def test_swin_dense_bias_is_shared_and_windows_pad_with_masked_keys():
     key_pad = window_partition(padded[None, ..., None], (4, 4))[0, ..., 0]
     mask = geo.attn_mask[0, :, 0]  # (nW, N, N)
     assert torch.equal(mask < 0, key_pad[:, None, :].expand_as(mask))
-    # query (0, 0) and key (1, 1) of the first window: offset query - key =
-    # (-1, -1), table index (dy + radius) * (2 * radius + 1) + dx + radius
-    assert geo.rel_index[0, 0, 0, 5] == (-1 + 3) * 7 + (-1 + 3)
-    assert geo.rel_index[0, 0, 5, 0] == (1 + 3) * 7 + (1 + 3)
+    # query (0, 0) and key (1, 1) of the first window: offset key - query =
+    # (1, 1), table index (dy + radius) * (2 * radius + 1) + dx + radius
+    assert geo.rel_index[0, 0, 0, 5] == (1 + 3) * 7 + (1 + 3)
+    assert geo.rel_index[0, 0, 5, 0] == (-1 + 3) * 7 + (-1 + 3)
 
 
 def test_frozen_stages_and_layer_depth():

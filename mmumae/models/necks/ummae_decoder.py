@@ -9,11 +9,10 @@ from mmengine.model import BaseModule, ModuleList
 from mmengine.model.weight_init import trunc_normal_
 from mmpretrain.models.backbones.vision_transformer import \
     TransformerEncoderLayer
-from mmpretrain.models.utils import build_2d_sincos_position_embedding
 from torch import Tensor
 
 from mmumae.registry import MODELS
-from ..utils import kept_patch_ids, masked_patch_ids
+from ..utils import kept_patch_ids, masked_patch_ids, sincos_2d_colfirst
 
 _POS_ORDERS = ('true', 'reference')
 
@@ -26,8 +25,9 @@ class UMMAEPretrainDecoder(BaseModule):
     768 x 4 x 4), goes through a Linear to ``upscale**2 * embed_dims`` and a
     PixelShuffle, giving one token per kept mask patch in block order (8 x 8
     = 64 at 256 px). Each gets the fixed 2-D sin-cos embedding of its
-    patch position; a learnable mask token (plus its position embedding) is
-    appended for every US-removed patch; transformer blocks, LayerNorm and a
+    patch position (column-first channels, as the reference); a learnable
+    mask token (plus its position embedding) is appended for every
+    US-removed patch; transformer blocks, LayerNorm and a
     Linear predict the ``patch_size**2 * in_chans`` pixels of every patch.
     The output is restored to raster order on the full mask grid.
 
@@ -84,7 +84,8 @@ class UMMAEPretrainDecoder(BaseModule):
         self.decoder_embed = nn.Linear(in_channels, upscale**2 * embed_dims)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, embed_dims))
         self.decoder_pos_embed = nn.Parameter(
-            torch.zeros(1, self.grid**2, embed_dims), requires_grad=False)
+            sincos_2d_colfirst(self.grid, self.grid, embed_dims)[None],
+            requires_grad=False)
         self.decoder_blocks = ModuleList([
             TransformerEncoderLayer(
                 embed_dims,
@@ -99,9 +100,8 @@ class UMMAEPretrainDecoder(BaseModule):
     def init_weights(self) -> None:
         """Sin-cos position embedding, truncated-normal linears."""
         super().init_weights()
-        pos = build_2d_sincos_position_embedding(
-            self.grid, self.embed_dims, cls_token=False)
-        self.decoder_pos_embed.data.copy_(pos.float())
+        pos = sincos_2d_colfirst(self.grid, self.grid, self.embed_dims)
+        self.decoder_pos_embed.data.copy_(pos[None])
         trunc_normal_(self.mask_token, std=.02)
         for m in self.modules():
             if isinstance(m, nn.Linear):

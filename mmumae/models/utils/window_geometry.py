@@ -182,7 +182,7 @@ def build_window_geometry(coords: Tensor, window_size: int, quantum: int,
     if shift:
         c = torch.roll(c, (-shift, -shift), dims=(1, 2))
     cw = window_partition(c, window)  # (Bc, nW, N, 2)
-    diff = cw[:, :, :, None, :] - cw[:, :, None, :, :]
+    diff = cw[:, :, None, :, :] - cw[:, :, :, None, :]  # [q, k]: k - q
     diff = torch.div(diff, quantum, rounding_mode='floor')
     diff = diff.clamp(-radius, radius) + radius
     rel_index = diff[..., 0] * (2 * radius + 1) + diff[..., 1]

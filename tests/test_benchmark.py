@@ -1,11 +1,14 @@
-"""Smoke tests of tools/analysis_tools/benchmark_pretrain.py on tiny models.
+"""tools/analysis_tools/benchmark_pretrain.py on tiny versions of the configs.
 
-The tool is run for real (model build, timed AdamW steps, FLOP count, JSON
-and PNG) on the hidden ``swin-tiny-test`` / ``pvt-tiny-test`` models at
-64 px, so the whole file takes well under a minute on two CPU cores.
+The tool runs for real (models and optimizer wrappers built from the
+configs in configs/, timed steps, FLOP count, JSON) with tiny archs set
+through ``--cfg-options`` at 64 px, 1-2 steps; the tests check what the
+output must show: the statistics agree with the step times, the ratios
+with the results, and the FLOPs with the geometry of the configs.
 """
 import importlib.util
 import json
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -14,9 +17,20 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 TOOL = REPO / 'tools' / 'analysis_tools' / 'benchmark_pretrain.py'
+SWIN = ("model.backbone.arch={'embed_dims': 32, 'depths': [1, 1, 1, 1], "
+        "'num_heads': [1, 2, 4, 8]}")
+PVT = ("model.backbone.arch={'embed_dims': [16, 32, 64, 128], 'depths': "
+       "[1, 1, 1, 1], 'num_heads': [1, 1, 2, 4], 'mlp_ratios': [2, 2, 2, 2]}")
+TINY_DECODER = ['ummae:model.neck.embed_dims=32', 'ummae:model.neck.depth=1',
+                'ummae:model.neck.num_heads=2']
+# mmpretrain's Swin asserts window <= map: 16, 8, 4, 2 at 64 px (the shrink
+# our backbone does by itself)
+STOCK_WINDOWS = ('simmim-stock:model.backbone.stage_cfgs=[' + ', '.join(
+    f"{{'block_cfgs': {{'window_size': {w}}}}}" for w in (16, 8, 4, 2)) + ']')
 
 
-def _load_tool():
+@pytest.fixture(scope='module')
+def bench():
     spec = importlib.util.spec_from_file_location('benchmark_pretrain', TOOL)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -24,160 +38,163 @@ def _load_tool():
 
 
 @pytest.fixture(scope='module')
-def bench():
-    return _load_tool()
-
-
-def _check_ok(result: dict, steps: int) -> None:
-    assert result['status'] == 'ok', result
-    assert len(result['step_times_s']) == steps
-    assert all(t > 0 for t in result['step_times_s'])
-    assert result['min_s'] <= result['median_s'] <= result['max_s']
-    assert result['images_per_s'] > 0
-    assert result['peak_mem_bytes'] > 0
-    assert result['flops_per_image'] > 0
-    assert result['params'] > 0
-    assert result['loss_last'] == result['loss_last']  # finite, not NaN
-
-
-def test_swin_tiny_in_process(bench, tmp_path):
+def swin_report(bench, tmp_path_factory):
     import torch
-    out = tmp_path / 'bench'
+    out = tmp_path_factory.mktemp('bench')
     threads = torch.get_num_threads()
     try:
-        # One thread: on a loaded 2-core machine more threads make these
-        # millisecond steps ten times slower.
         report = bench.main([
-            '--model', 'swin-tiny-test', '--steps', '2', '--warmup', '0',
-            '--threads', '1', '--no-subprocess', '--out-dir',
-            str(out)
-        ])
+            '--model', 'swin-t', '--img-size', '64', '--steps', '2',
+            '--warmup', '0', '--threads', '1', '--no-subprocess',
+            '--out-dir', str(out), '--cfg-options', SWIN,
+            'model.neck.in_channels=256', STOCK_WINDOWS, *TINY_DECODER])
     finally:
         torch.set_num_threads(threads)
-    assert (out / 'benchmark.png').stat().st_size > 1000
+    return report, out
+
+
+def _check_stats(r: dict, steps: int) -> None:
+    assert r['status'] == 'ok', r
+    times = r['step_times_s']
+    assert len(times) == steps == len(r['step_cpu_times_s'])
+    assert r['min_s'] == pytest.approx(min(times), abs=1e-5)
+    assert r['max_s'] == pytest.approx(max(times), abs=1e-5)
+    assert r['median_s'] == pytest.approx(statistics.median(times), abs=1e-5)
+    assert r['min_s'] <= r['median_s'] <= r['max_s']
+    assert r['images_per_s'] == pytest.approx(r['batch_size'] / r['median_s'])
+    assert r['flops_per_image'] == sum(r['flops_by_module'].values())
+    assert r['loss_last'] == r['loss_last']  # finite
+
+
+def test_swin_variants_come_from_the_configs(swin_report):
+    report, out = swin_report
     on_disk = json.loads((out / 'benchmark.json').read_text())
-    assert on_disk['command'].startswith('python ')
-    assert '--model swin-tiny-test' in on_disk['command']
-    for key in ('cpu_model', 'cpu_cores', 'torch', 'torch_threads',
-                'device_name'):
-        assert on_disk['machine'][key], key
-
-    results = {r['variant']: r for r in report['results']}
-    assert set(results) == {'ummae', 'simmim', 'simmim-stock'}
-    for r in results.values():
-        _check_ok(r, 2)
+    assert on_disk['ratios'] == json.loads(json.dumps(report['ratios']))
+    assert '--model swin-t' in on_disk['command']
+    assert on_disk['machine']['cpu_cores'] >= 1
+    res = {r['variant']: r for r in report['results']}
+    assert list(res) == ['ummae', 'simmim', 'simmim-stock']
+    for r in res.values():
+        _check_stats(r, 2)
         assert r['img_size'] == 64 and r['batch_size'] == 8
-        assert 'not isolated' in r['peak_mem_kind']
-    # UM-MAE's encoder sees a quarter of the tokens.
-    assert (results['ummae']['flops_per_image'] <
-            results['simmim']['flops_per_image'])
-    # Same backbone class for UM-MAE and SimMIM, stock Swin for the other.
-    assert results['ummae']['config']['backbone']['type'] == \
-        results['simmim']['config']['backbone']['type'] == 'UMSwinTransformer'
-    assert results['simmim-stock']['config']['backbone']['type'] == \
-        'SimMIMSwinTransformer'
+        assert Path(REPO / r['config']).is_file()
+        # the schedule's AdamW, fused, decay exemptions from paramwise_cfg
+        assert r['optimizer']['optimizer'] == 'AdamW'
+        assert r['optimizer']['fused'] is True
+        assert 0 < r['optimizer']['params_no_decay'] < r['params']
+    assert res['ummae']['config'].startswith('configs/ummae/ummae_swin')
+    assert res['ummae']['geometry']['window_size'] == 8
+    assert res['simmim']['geometry']['window_size'] == 16
+    assert res['simmim-stock']['geometry']['type'] == 'SimMIMSwinTransformer'
+    assert [r['mask'] for r in res.values()] == [
+        'UniformMaskGenerator', 'RandomPatchMaskGenerator',
+        'SimMIMMaskGenerator']
 
+
+def test_swin_flops_follow_the_geometry(swin_report):
+    """Compact grid: 1/4 of the tokens in every linear layer; window 8 on
+    it against 16 on the full grid: 4x fewer tokens per window, so 1/16 of
+    the window-attention products. Our SimMIM and the stock one: same
+    FLOPs up to the position-bias MLP and the table lookup."""
+    res = {r['variant']: r for r in swin_report[0]['results']}
+    um = res['ummae']['flops_by_op']['backbone']
+    sm = res['simmim']['flops_by_op']['backbone']
+    stock = res['simmim-stock']['flops_by_op']['backbone']
+    assert um['addmm'] / sm['addmm'] == pytest.approx(0.25, rel=1e-6)
+    assert um['bmm'] / sm['bmm'] == pytest.approx(1 / 16, rel=1e-6)
+    assert sm['addmm'] == stock['addmm'] and sm['bmm'] == stock['bmm']
+    assert res['simmim']['flops_per_image'] == pytest.approx(
+        res['simmim-stock']['flops_per_image'], rel=0.02)
+
+
+def test_ratios_and_targets_agree_with_results(swin_report):
+    report = swin_report[0]
+    res = {r['variant']: r for r in report['results']}
     ratios = report['ratios']
-    main_ratio = ratios['swin-tiny-test: ummae/simmim']
-    for key in ('time', 'memory', 'flops'):
-        assert 0 < main_ratio[key] < 10, (key, main_ratio)
-    assert main_ratio['flops'] < 1
-    assert 'swin-tiny-test: simmim/simmim-stock' in ratios
-    assert on_disk['ratios'] == json.loads(json.dumps(ratios))
-    assert 'ummae/simmim' in report['table']
+    assert set(ratios) == {
+        'swin-t: ummae/simmim', 'swin-t: ummae/simmim-stock',
+        'swin-t: simmim/simmim-stock'
+    }
+    for r in ratios.values():
+        a, b = res[r['numerator']], res[r['denominator']]
+        assert r['time'] == pytest.approx(a['median_s'] / b['median_s'])
+        assert r['cpu_time'] == pytest.approx(a['median_cpu_s'] /
+                                              b['median_cpu_s'])
+        assert r['flops'] == pytest.approx(a['flops_per_image'] /
+                                           b['flops_per_image'])
+    targets = {t['ratio']: t for t in report['targets']}
+    um = targets['swin-t: ummae/simmim']
+    assert um['limit'] == pytest.approx(
+        ratios['swin-t: ummae/simmim']['flops'] + 0.03)
+    assert targets['swin-t: simmim/simmim-stock']['limit'] == 1.0
+    for t in targets.values():
+        assert t['met'] == (t['time'] <= t['limit'])
+        assert (' met' if t['met'] else 'NOT met') in report['table']
 
 
-def test_pvt_tiny_subprocess(tmp_path):
-    """Default mode: one fresh worker process per variant (isolated RSS)."""
+def test_pvt_subprocess_isolated_memory(tmp_path):
+    """Default mode: a fresh worker per variant (its own peak RSS)."""
     out = tmp_path / 'bench'
     proc = subprocess.run([
-        sys.executable,
-        str(TOOL), '--model', 'pvt-tiny-test', '--steps', '1', '--warmup',
-        '0', '--threads', '1', '--out-dir',
-        str(out)
-    ],
-                          capture_output=True,
-                          text=True,
-                          timeout=120)
+        sys.executable, str(TOOL), '--model', 'pvt-s', '--img-size', '64',
+        '--steps', '1', '--warmup', '0', '--threads', '1', '--out-dir',
+        str(out), '--cfg-options', PVT, 'model.neck.in_channels=128',
+        *TINY_DECODER], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert 'pvt-tiny-test: ummae/simmim' in proc.stdout
     report = json.loads((out / 'benchmark.json').read_text())
-    assert (out / 'benchmark.png').exists()
-    results = {r['variant']: r for r in report['results']}
-    assert set(results) == {'ummae', 'simmim'}  # no stock SimMIM for PVT
-    for r in results.values():
-        _check_ok(r, 1)
+    res = {r['variant']: r for r in report['results']}
+    assert list(res) == ['ummae', 'simmim']  # no stock SimMIM for PVT
+    for r in res.values():
+        _check_stats(r, 1)
         assert r['peak_mem_kind'] == 'peak RSS of a fresh process'
-        assert r['threads'] == 1
-        assert r['config']['backbone']['type'] == 'UMPVT'
-    assert (results['ummae']['flops_per_image'] <
-            results['simmim']['flops_per_image'])
-    ratio = report['ratios']['pvt-tiny-test: ummae/simmim']
-    for key in ('time', 'memory', 'flops'):
-        assert 0 < ratio[key] < 10, (key, ratio)
+        assert r['peak_mem_above_baseline_bytes'] == (
+            r['peak_mem_bytes'] - r['rss_baseline_bytes'])
+    assert res['ummae']['geometry']['sr_ratios'] == [4, 2, 1, 1]
+    assert res['simmim']['geometry']['sr_ratios'] == [8, 4, 2, 1]
+    # FFN and projection layers see a quarter of the tokens; keys/values
+    # are pooled to the same count (sr doubled on the doubled grid), so the
+    # backbone's linear layers cost more than 1/4 but far less than 1/2
+    um = res['ummae']['flops_by_op']['backbone']['addmm']
+    sm = res['simmim']['flops_by_op']['backbone']['addmm']
+    assert 0.25 < um / sm < 0.4
+    assert 'pvt-s: ummae/simmim' in proc.stdout
 
 
-def test_missing_class_is_skipped(bench, monkeypatch):
-    """A variant whose class is not registered is skipped with a reason."""
-    from mmpretrain.registry import MODELS
-    real_get = MODELS.get
-
-    def fake_get(name):
-        return None if name == 'UMMAEViT' else real_get(name)
-
-    monkeypatch.setattr(MODELS, 'get', fake_get)
-    cfg, _, reason = bench.variant_config('vit-b', 'ummae', 224)
-    assert cfg is None
-    assert 'UMMAEViT is not registered' in reason
-    cfg, kind, reason = bench.variant_config('vit-b', 'mae', 224)
-    assert reason is None and cfg['type'] == 'MAE' and kind == 'none'
-    # Variants a model does not define are skipped too, with the reason.
-    cfg, _, reason = bench.variant_config('pvt-s', 'simmim-stock', 256)
-    assert cfg is None and 'Swin only' in reason
-
-
-def test_stock_swin_window_config(bench):
-    """The reference SimMIM uses mmpretrain's Swin with window 8."""
-    cfg, kind, _ = bench.variant_config('swin-t', 'simmim-stock', 256)
-    assert kind == 'simmim-token'
-    assert cfg['backbone'] == dict(
-        type='SimMIMSwinTransformer', arch='T', img_size=256,
-        stage_cfgs=dict(block_cfgs=dict(window_size=8)))
-    assert cfg['head']['patch_size'] == 4
-    cfg, kind, _ = bench.variant_config('swin-l', 'ummae', 256)
-    assert cfg['neck']['in_channels'] == 1536 and cfg['neck']['depth'] == 8
-    assert kind == 'um'
+def test_variant_selection_and_options(bench):
+    from pretrain_bench import variants
+    path, _, skip = variants.variant_spec('pvt-s', 'simmim-stock')
+    assert path is None and 'Swin only' in skip
+    path, options, skip = variants.variant_spec('swin-l', 'simmim')
+    assert skip is None and options['model.backbone.arch'] == 'large'
+    opts = {'a.b': 1, 'ummae:c': 2, 'simmim:d': 3}
+    assert variants.options_for('ummae', opts) == {'a.b': 1, 'c': 2}
+    assert variants.options_for('mae', opts) == {'a.b': 1}
+    with pytest.raises(ValueError, match='unknown variant prefix'):
+        variants.options_for('ummae', {'umame:c': 1})
+    args = bench.parse_args(['--cfg-options', "x={'k': [1, 2]}", 'y=1,2',
+                             'z=abc'])
+    assert args.cfg_options == {'x': {'k': [1, 2]}, 'y': [1, 2], 'z': 'abc'}
+    cfg = variants.load_variant(variants.PRESETS['swin-t']['variants'][
+        'simmim-stock'][0], {}, img_size=128)
+    assert cfg.model.backbone.img_size == 128
+    gen = [t for t in cfg.train_dataloader.dataset.pipeline
+           if t['type'] == 'SimMIMMaskGenerator']
+    assert gen[0]['input_size'] == 128
 
 
-def test_bad_arguments(bench):
-    with pytest.raises(SystemExit):
-        bench.parse_args(['--model', 'resnet-50'])
+def test_optim_wrapper_precision(bench):
+    from pretrain_bench import step, variants
+    cfg = variants.load_variant(variants.PRESETS['swin-t']['variants'][
+        'simmim'][0], {})
+    assert cfg.optim_wrapper.accumulative_counts == 8
+    fp32 = step.optim_wrapper_cfg(cfg, 'fp32', 'cpu')
+    assert fp32['type'] == 'OptimWrapper' and 'accumulative_counts' not in fp32
+    assert fp32['paramwise_cfg'] == cfg.optim_wrapper.paramwise_cfg
+    fp16 = step.optim_wrapper_cfg(cfg, 'fp16', 'cuda')
+    assert fp16['type'] == 'AmpOptimWrapper' and fp16['dtype'] == 'float16'
+    with pytest.raises(ValueError, match='needs --device cuda'):
+        step.optim_wrapper_cfg(cfg, 'bf16', 'cpu')
     with pytest.raises(SystemExit):
         bench.parse_args(['--steps', '0'])
-
-
-def test_compile_failure_falls_back_to_eager(bench, tmp_path, monkeypatch):
-    import torch
-
-    def broken_compile(fn, *args, **kwargs):
-
-        def run(*a, **k):
-            raise RuntimeError('no compiler here')
-
-        return run
-
-    monkeypatch.setattr(torch, 'compile', broken_compile)
-    threads = torch.get_num_threads()
-    try:
-        report = bench.main([
-            '--model', 'swin-tiny-test', '--variants', 'ummae', '--steps',
-            '1', '--warmup', '1', '--threads', '1', '--compile',
-            '--no-subprocess', '--out-dir',
-            str(tmp_path)
-        ])
-    finally:
-        torch.set_num_threads(threads)
-    (result, ) = report['results']
-    _check_ok(result, 1)
-    assert result['compiled'] is False
-    assert any('falling back to eager' in n for n in result['notes'])
+    with pytest.raises(SystemExit):
+        bench.parse_args(['--model', 'resnet-50'])

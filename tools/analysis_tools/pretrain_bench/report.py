@@ -110,13 +110,12 @@ def check_targets(ratios: Dict[str, dict]) -> List[dict]:
     for key, r in ratios.items():
         if r['time'] is None:
             continue
-        if r['numerator'] == 'ummae' and r['denominator'] in ('simmim',
-                                                              'mae'):
+        pair = (r['numerator'], r['denominator'])
+        if pair in (('ummae', 'simmim'), ('ummae', 'mae')):
             if r['flops'] is None:
                 continue
             limit, what = r['flops'] + FLOP_SLACK, 'FLOP ratio + 0.03'
-        elif (r['numerator'], r['denominator']) == ('simmim',
-                                                     'simmim-stock'):
+        elif pair == ('simmim', 'simmim-stock'):
             limit, what = 1.0, 'no slower than stock'
         else:
             continue

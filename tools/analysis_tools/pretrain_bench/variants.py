@@ -16,7 +16,8 @@ REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.dirname(
 
 _UM = 'configs/ummae/'
 _SM = 'configs/simmim/'
-_SM_SWIN = _SM + 'simmim_swin-tiny-w16_8xb64-accum8-amp-coslr-200e_in1k-256px.py'
+_SM_SWIN = (_SM + 'simmim_swin-tiny-w16_8xb64-accum8-amp-coslr-200e_'
+            'in1k-256px.py')
 
 #: preset -> title, baseline variant, {variant: (config, cfg-options)}
 PRESETS: Dict[str, dict] = {

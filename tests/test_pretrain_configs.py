@@ -222,3 +222,21 @@ def test_built_model_and_optimizer(path):
         exempt = p.ndim == 1 or any(k in name for k in NO_DECAY)
         assert decay_of[id(p)] == (0.0 if exempt else 0.05), name
     assert any('token' in n for n, _ in model.named_parameters())
+
+
+@pytest.mark.parametrize('folder', ['ummae', 'simmim'])
+def test_readme_and_metafile_list_the_configs(folder):
+    """Every config of the folder is in its README table; the metafile
+    names exactly the paper configs, by their file names."""
+    import yaml
+    root = osp.join(REPO, 'configs', folder)
+    configs = {osp.basename(p) for p in glob.glob(osp.join(root, '*.py'))}
+    readme = open(osp.join(root, 'README.md')).read()
+    linked = set(re.findall(r'\]\(([^)/]+\.py)\)', readme))
+    assert linked == configs
+    meta = yaml.safe_load(open(osp.join(root, 'metafile.yml')))
+    for m in meta['Models']:
+        assert osp.isfile(osp.join(REPO, m['Config'])), m['Config']
+        assert m['Config'].endswith(m['Name'] + '.py')
+    assert {osp.basename(m['Config']) for m in meta['Models']} == {
+        c for c in configs if not c.endswith('_demo.py')}

@@ -178,7 +178,12 @@ def test_predicting_the_norm_pix_target_reconstructs_the_input(
                                rtol=1e-4)
     out = save_reconstruction_figure(results, mean, std,
                                      str(tmp_path / 'fig.png'))
-    for original, us_masked, _, recon in read_panels(out):
+    for n, (original, us_masked, _, recon) in enumerate(read_panels(out)):
+        # the original panel shows the input pixels (un-normalised) ...
+        shown = _centres(original).mean(2)
+        want = _centres(pixels[n].permute(1, 2, 0).numpy()).mean(2)
+        assert np.abs(shown - want).max() < 3
+        # ... and so does the reconstruction
         assert (_diff(recon, original) < 1).all()
         assert _filled(us_masked, US_COLOUR).sum() == 48
 

@@ -23,6 +23,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -32,8 +33,8 @@ import torch.distributed as torch_dist
 from mmengine.config import Config
 
 from mmumae import apis
-from tool_helpers import (CLASSIFIER_MODEL, REPO, RUNTIME, log_text,
-                          write_image_folders)
+from tool_helpers import (CLASSIFIER_MODEL, REPO, RUNTIME, folder_loader,
+                          log_text, write_image_folders)
 
 DIST_TRAIN = REPO / 'tools' / 'dist_train.sh'
 DIST_TEST = REPO / 'tools' / 'dist_test.sh'
@@ -49,6 +50,14 @@ CLASS_SIZES = {'a': 7, 'b': 3}
 NUM_IMAGES = sum(CLASS_SIZES.values())
 TRAIN_BATCH = 2
 TEST_BATCH = 3
+
+# Between loading and packing: 64-px crops and UM-MAE masks.
+UMMAE_STEPS = """dict(type='RandomResizedCrop', scale=64,
+                 crop_ratio_range=(0.2, 1.0)),
+            dict(type='RandomFlip', prob=0.5),
+            dict(type='UniformMaskGenerator', input_size=64,
+                 mask_patch_size=16, mask_ratio=0.75, sm_ratio=0.25),
+            dict(type='PackInputs', algorithm_keys=['mask', 'sm_mask'])"""
 
 UMMAE_TINY = """
 _base_ = ['{runtime}']
@@ -69,21 +78,7 @@ model = dict(
 data_preprocessor = dict(
     type='SelfSupDataPreprocessor', mean=[123.675, 116.28, 103.53],
     std=[58.395, 57.12, 57.375], to_rgb=True)
-train_dataloader = dict(
-    batch_size={batch}, num_workers=0, persistent_workers=False,
-    sampler=dict(type='DefaultSampler', shuffle=True),
-    collate_fn=dict(type='default_collate'),
-    dataset=dict(
-        type='CustomDataset', data_root='{data}', with_label=False,
-        pipeline=[
-            dict(type='LoadImageFromFile'),
-            dict(type='RandomResizedCrop', scale=64,
-                 crop_ratio_range=(0.2, 1.0)),
-            dict(type='RandomFlip', prob=0.5),
-            dict(type='UniformMaskGenerator', input_size=64,
-                 mask_patch_size=16, mask_ratio=0.75, sm_ratio=0.25),
-            dict(type='PackInputs', algorithm_keys=['mask', 'sm_mask']),
-        ]))
+{loader}
 optim_wrapper = dict(
     type='OptimWrapper', optimizer=dict(type='AdamW', lr=1e-3))
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=1)
@@ -116,15 +111,17 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _launch(script: Path, *args, cwd: Path) -> str:
+def _launch(script: Path, *args, cwd: Path, expect_rc: int = 0,
+            **extra_env) -> str:
     """Run a dist_*.sh script on the CPU with NPROC processes; return its
-    output, assert rc 0. The whole process group (torchrun and its workers)
-    is killed on a timeout; a port taken in between is retried once."""
+    output, assert the exit status is ``expect_rc`` (None: any but 0). The
+    whole process group (torchrun and its workers) is killed on a timeout;
+    a port taken in between is retried once."""
     for attempt in range(2):
         env = dict(
             os.environ, PYTHON=sys.executable, PORT=str(_free_port()),
             MASTER_ADDR='127.0.0.1', CUDA_VISIBLE_DEVICES='',
-            OMP_NUM_THREADS='1', PYTHONUNBUFFERED='1')
+            OMP_NUM_THREADS='1', PYTHONUNBUFFERED='1', **extra_env)
         proc = subprocess.Popen(
             ['bash', str(script), *map(str, args)], cwd=cwd, env=env,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -140,7 +137,10 @@ def _launch(script: Path, *args, cwd: Path) -> str:
                 r'(?i)address already in use|EADDRINUSE', output):
             continue
         break
-    assert proc.returncode == 0, output[-6000:]
+    if expect_rc is None:
+        assert proc.returncode != 0, output[-6000:]
+    else:
+        assert proc.returncode == expect_rc, output[-6000:]
     return output
 
 
@@ -162,7 +162,8 @@ def _assert_two_cpu_ranks(log: str) -> None:
 def test_dist_train_ummae_on_two_cpu_processes(tmp_path, data_dir):
     cfg = tmp_path / 'ummae_tiny.py'
     cfg.write_text(
-        UMMAE_TINY.format(runtime=RUNTIME, data=data_dir, batch=TRAIN_BATCH))
+        UMMAE_TINY.format(runtime=RUNTIME, loader=folder_loader(
+            data_dir, TRAIN_BATCH, UMMAE_STEPS)))
     work_dir = tmp_path / 'wd'
     _launch(DIST_TRAIN, cfg, NPROC, '--work-dir', work_dir, cwd=tmp_path)
 
@@ -225,6 +226,44 @@ def test_dist_test_collects_both_ranks(tmp_path, data_dir):
         preds = pickle.load(f)
     assert len(preds) == NUM_IMAGES
     assert {int(p['pred_label']) for p in preds} == {1}
+
+
+# A hook that stalls rank 1 before its first iteration (a hung data
+# loader, a dead node), imported by the test's config.
+STALL_HOOK = """
+import time
+
+from mmengine.hooks import Hook
+from mmpretrain.registry import HOOKS
+
+
+@HOOKS.register_module()
+class StallRankOne(Hook):
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None):
+        if runner.rank == 1:
+            time.sleep(600)
+"""
+
+
+def test_stalled_rank_ends_the_job_within_the_timeout(tmp_path, data_dir):
+    (tmp_path / 'stall_hook.py').write_text(STALL_HOOK)
+    cfg = tmp_path / 'ummae_stall.py'
+    cfg.write_text(
+        UMMAE_TINY.format(runtime=RUNTIME, loader=folder_loader(
+            data_dir, TRAIN_BATCH, UMMAE_STEPS)) +
+        "custom_imports = dict(imports=['mmumae', 'stall_hook'])\n"
+        "custom_hooks = [dict(type='StallRankOne')]\n")
+    start = time.time()
+    output = _launch(DIST_TRAIN, cfg, NPROC, '--work-dir', tmp_path / 'wd',
+                     '--cfg-options', 'env_cfg.dist_cfg.timeout=5',
+                     cwd=tmp_path, expect_rc=None, PYTHONPATH=str(tmp_path))
+    elapsed = time.time() - start
+    # Rank 0's gradient all-reduce gave up after 5 s, and torchrun ended
+    # the sleeping rank 1: the job is over long before rank 1 would wake.
+    assert 'Timed out waiting 5000ms' in output, output[-3000:]
+    assert re.search(r'rank\s*: 1 \(local_rank: 1\)\n.*SIGTERM', output)
+    assert elapsed < 120
 
 
 # ----------------------------------------------------------------------------

@@ -22,7 +22,8 @@ import torch
 from mmengine.config import Config
 
 from mmumae import apis
-from tool_helpers import (CLASSIFIER_MODEL, REPO, RUNTIME, load_tool, log_text,
+from tool_helpers import (CLASSIFIER_MODEL, MAE_ITERS, REPO, RUNTIME,
+                          load_tool, log_text, mae_model,
                           write_image_folders)
 
 TRAIN = REPO / 'tools' / 'train.py'
@@ -31,56 +32,12 @@ SCHEDULE_200E = (
     REPO / 'configs' / '_base_' / 'schedules' / 'ummae_adamw_coslr-200e.py')
 HAS_GPU = torch.cuda.is_available()
 FALLBACK_WARNING = 'falling back to OptimWrapper in fp32'
+# MAE_ITERS: 2 iterations, a checkpoint every 2, all kept.
+ITERS_2 = dict(max_iters=2, interval=2, keep=-1)
 
 # Class 'a' has 6 images, class 'b' 2: a classifier that always answers 'b'
 # scores exactly 25% top-1, one that always answers 'a' 75%.
 CLASS_SIZES = {'a': 6, 'b': 2}
-
-MAE_MODEL = """
-model = dict(
-    type='MAE',
-    backbone=dict(
-        type='MAEViT',
-        arch=dict(embed_dims=32, num_layers=1, num_heads=2,
-                  feedforward_channels=64),
-        img_size=32, patch_size=8, mask_ratio=0.75),
-    neck=dict(
-        type='MAEPretrainDecoder', num_patches=16, patch_size=8, in_chans=3,
-        embed_dim=32, decoder_embed_dim=16, decoder_depth=1,
-        decoder_num_heads=2, mlp_ratio=2.),
-    head=dict(
-        type='MAEPretrainHead', norm_pix=True, patch_size=8,
-        loss=dict(type='PixelReconstructionLoss', criterion='L2')))
-data_preprocessor = dict(
-    type='SelfSupDataPreprocessor', mean=[123.675, 116.28, 103.53],
-    std=[58.395, 57.12, 57.375], to_rgb=True)
-train_dataloader = dict(
-    batch_size=2, num_workers=0, persistent_workers=False,
-    sampler=dict(type='DefaultSampler', shuffle=True),
-    collate_fn=dict(type='default_collate'),
-    dataset=dict(
-        type='CustomDataset', data_root='{data}', with_label=False,
-        pipeline=[
-            dict(type='LoadImageFromFile'),
-            dict(type='RandomResizedCrop', scale=32,
-                 crop_ratio_range=(0.2, 1.0)),
-            dict(type='RandomFlip', prob=0.5),
-            dict(type='PackInputs'),
-        ]))
-"""
-
-# Iteration-based: checkpoints every 2 iterations, log every iteration.
-MAE_ITERS = """
-_base_ = ['{runtime}']
-{model}
-optim_wrapper = dict(
-    type='OptimWrapper', optimizer=dict(type='AdamW', lr=1e-3))
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=2)
-default_hooks = dict(
-    logger=dict(type='LoggerHook', interval=1),
-    checkpoint=dict(type='CheckpointHook', interval=2, by_epoch=False))
-log_processor = dict(by_epoch=False)
-"""
 
 # The shared pre-training schedule as is (AmpOptimWrapper), one epoch.
 MAE_PAPER_SCHEDULE = """
@@ -127,7 +84,7 @@ def data_dir(tmp_path_factory) -> Path:
 def _write(path: Path, template: str, data_dir: Path, **extra) -> Path:
     text = template.format(
         runtime=RUNTIME, schedule=SCHEDULE_200E, data=data_dir,
-        model=MAE_MODEL.format(data=data_dir), **extra)
+        model=mae_model(data_dir), **dict(ITERS_2, **extra))
     path.write_text(text)
     return path
 

@@ -28,6 +28,69 @@ data_preprocessor = dict(
     std=[58.395, 57.12, 57.375], to_rgb=True)
 """
 
+# A train_dataloader over an unlabeled CustomDataset folder (pre-training);
+# format with batch, data (the folder) and steps (the pipeline steps between
+# loading and packing, as config text), e.g. with folder_loader().
+FOLDER_LOADER = """train_dataloader = dict(
+    batch_size={batch}, num_workers=0, persistent_workers=False,
+    sampler=dict(type='DefaultSampler', shuffle=True),
+    collate_fn=dict(type='default_collate'),
+    dataset=dict(
+        type='CustomDataset', data_root='{data}', with_label=False,
+        pipeline=[dict(type='LoadImageFromFile'), {steps}]))
+"""
+
+# MAE with a one-layer 32-dim ViT on 32-px crops (stock mmpretrain classes);
+# format with loader (a train_dataloader, see mae_model()).
+MAE_MODEL = """
+model = dict(
+    type='MAE',
+    backbone=dict(
+        type='MAEViT',
+        arch=dict(embed_dims=32, num_layers=1, num_heads=2,
+                  feedforward_channels=64),
+        img_size=32, patch_size=8, mask_ratio=0.75),
+    neck=dict(
+        type='MAEPretrainDecoder', num_patches=16, patch_size=8, in_chans=3,
+        embed_dim=32, decoder_embed_dim=16, decoder_depth=1,
+        decoder_num_heads=2, mlp_ratio=2.),
+    head=dict(
+        type='MAEPretrainHead', norm_pix=True, patch_size=8,
+        loss=dict(type='PixelReconstructionLoss', criterion='L2')))
+data_preprocessor = dict(
+    type='SelfSupDataPreprocessor', mean=[123.675, 116.28, 103.53],
+    std=[58.395, 57.12, 57.375], to_rgb=True)
+{loader}"""
+
+# Iteration-based MAE pre-training, logging every iteration; format with
+# runtime, model (mae_model()), max_iters, interval and keep (checkpoint
+# interval and max_keep_ckpts).
+MAE_ITERS = """
+_base_ = ['{runtime}']
+{model}
+optim_wrapper = dict(
+    type='OptimWrapper', optimizer=dict(type='AdamW', lr=1e-3))
+train_cfg = dict(type='IterBasedTrainLoop', max_iters={max_iters})
+default_hooks = dict(
+    logger=dict(type='LoggerHook', interval=1),
+    checkpoint=dict(interval={interval}, by_epoch=False,
+                    max_keep_ckpts={keep}))
+log_processor = dict(by_epoch=False)
+"""
+
+
+def folder_loader(data: Path, batch: int, steps: str) -> str:
+    """A train_dataloader (config text) over the images under ``data``."""
+    return FOLDER_LOADER.format(data=data, batch=batch, steps=steps)
+
+
+def mae_model(data: Path, batch: int = 2) -> str:
+    """:data:`MAE_MODEL` reading random 32-px crops of ``data``."""
+    return MAE_MODEL.format(loader=folder_loader(
+        data, batch, "dict(type='RandomResizedCrop', scale=32, "
+        "crop_ratio_range=(0.2, 1.0)), dict(type='RandomFlip', prob=0.5), "
+        "dict(type='PackInputs')"))
+
 
 def load_tool(path: Path, name: str):
     """Import a tools/ script as a module (for its functions)."""

@@ -62,8 +62,11 @@ class SafeLoadImageFromFile(LoadImageFromFile):
                 'or set skip_bad_images=True to skip unreadable images.')
         with self._skipped.get_lock():
             self._skipped.value += 1
+            count = self._skipped.value
+        # Numbered: mmengine's logger drops a warning repeated verbatim.
         MMLogger.get_current_instance().warning(
-            f'skipped unreadable image {path}: {reason}')
+            f'skipped unreadable image {path}: {reason} (skip {count} of '
+            'this run)')
         return None
 
     def __repr__(self) -> str:

@@ -37,7 +37,7 @@ class SkippedImagesHook(Hook):
         total = self._total(runner)
         skipped = total - self._reported
         log = runner.logger.warning if skipped else runner.logger.info
-        log(f'Epoch {runner.epoch}: skipped {skipped} unreadable images '
+        log(f'Epoch {runner.epoch + 1}: skipped {skipped} unreadable images '
             f'({total} in this run so far).')
         self._reported = total
 

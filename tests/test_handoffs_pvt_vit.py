@@ -2,16 +2,18 @@
 PVT's keys/values (pooled by the stage's ratio, 1x1 conv, LayerNorm), the
 un-normalised SM token plus the embedding of the original position; ViT's
 secondary masking and kept tokens in block order."""
+import pytest
 import torch
 import torch.nn.functional as F
 
 import mmumae  # noqa: F401
 from handoff_helpers import AttentionRecorder, kept_in_block_order, um_masks
-from mmumae.models.backbones import UMPVT
+from mmumae.models.backbones import UMPVT, UMSwinTransformer
 from mmumae.registry import MODELS
 
 PVT = dict(embed_dims=[16, 16, 32, 32], depths=[1, 1, 1, 1],
            num_heads=[2, 2, 2, 2], mlp_ratios=[2, 2, 2, 2])
+SWIN = dict(embed_dims=8, depths=[1, 1, 1, 1], num_heads=[1, 1, 2, 2])
 
 
 def _pvt() -> UMPVT:
@@ -140,3 +142,30 @@ def test_vit_output_ignores_the_pixels_of_sm_and_removed_patches():
     torch.testing.assert_close(vit(x, mask, sm)[0], vit(y, mask, sm)[0])
     z = torch.where(pix[:, None], x, torch.randn_like(x))
     assert not torch.allclose(vit(x, mask, sm)[0], vit(z, mask, sm)[0])
+
+
+@pytest.mark.parametrize('family', ['swin', 'pvt'])
+def test_dense_outputs_are_the_normalised_stage_maps_channels_first(family):
+    """What mmdet/mmseg receive: for every out index, norm_i of the stage's
+    channels-last map, as (B, C, H, W) of a non-square input (64x96)."""
+    if family == 'swin':
+        model = UMSwinTransformer(arch=SWIN, window_size=4,
+                                  out_indices=(0, 1, 2, 3))
+    else:
+        model = UMPVT(arch=PVT, out_indices=(0, 1, 2, 3))
+    model.init_weights()
+    with torch.no_grad():
+        for i in range(4):
+            getattr(model, f'norm{i}').weight.uniform_(0.5, 2.)
+            getattr(model, f'norm{i}').bias.normal_()
+    model.eval()
+    maps = {}
+    for i, stage in enumerate(model.stages):
+        stage.register_forward_hook(lambda m, a, out, i=i: maps.__setitem__(
+            i, out[0] if isinstance(out, tuple) else out))
+    outs = model(torch.randn(1, 3, 64, 96))
+    for i, out in enumerate(outs):
+        h, w = 64 // (4 * 2**i), 96 // (4 * 2**i)
+        stage_map = maps[i].reshape(1, h, w, -1)
+        want = getattr(model, f'norm{i}')(stage_map).permute(0, 3, 1, 2)
+        torch.testing.assert_close(out, want)

@@ -166,3 +166,32 @@ def test_sm_tokens_are_the_mask_token_passed_through_the_patch_norm():
             want = token if sm[n, pr, pc] else real
             cell = x[n, qr * 4:qr * 4 + 4, qc * 4:qc * 4 + 4]
             torch.testing.assert_close(cell, want.expand_as(cell))
+
+
+def test_simmim_masked_patches_become_the_normalised_mask_token():
+    """SimMIM mode (mask only): the full 16x16 token grid of a 64-px image;
+    the 16 tokens of every masked 16-px patch are patch_norm(mask_token)."""
+    model = _swin(window_size=4)
+    with torch.no_grad():
+        model.patch_embed.weight.zero_()
+        model.patch_embed.bias.zero_()
+        model.patch_norm.bias.normal_()
+        model.mask_token.normal_()
+    seen = {}
+
+    def grab(module, args):
+        seen['x'] = args[0]
+
+    model.stages[0].blocks[0].register_forward_pre_hook(grab)
+    torch.manual_seed(1)
+    mask = torch.rand(2, 4, 4) < 0.5
+    model(torch.randn(2, 3, 64, 64), mask)
+    x = seen['x'].reshape(2, 16, 16, -1)
+    token = model.patch_norm(model.mask_token.detach().view(1, -1))[0]
+    for n in range(2):
+        for i in range(4):
+            for j in range(4):
+                want = token if mask[n, i, j] else model.patch_norm.bias
+                cell = x[n, 4 * i:4 * i + 4, 4 * j:4 * j + 4]
+                torch.testing.assert_close(cell,
+                                           want.detach().expand_as(cell))

@@ -49,7 +49,8 @@ def test_secondary_masking_hides_kept_patches_only(ratio, expected):
 
 def test_masks_differ_across_samples_and_reach_results():
     gen = UniformMaskGenerator(input_size=64)
-    results = [gen(dict(img=np.zeros((64, 64, 3), np.uint8))) for _ in range(8)]
+    img = np.zeros((64, 64, 3), np.uint8)
+    results = [gen(dict(img=img)) for _ in range(8)]
     masks = {r['mask'].numpy().tobytes() for r in results}
     sms = {r['sm_mask'].numpy().tobytes() for r in results}
     assert len(masks) > 1 and len(sms) > 1

@@ -3,28 +3,36 @@
 Both work on the grid of *mask patches* (16 px by default) and write boolean
 tensors of shape ``(H / mask_patch_size, W / mask_patch_size)`` into the
 results dict, in raster order (tensors, so that ``PackInputs`` passes them on
-as they are and the data preprocessor moves them to the device). ``True`` means "removed". The model turns them
-into token-level masks itself, so the same mask works for any patch size that
-divides the mask-patch size.
+as they are and the data preprocessor moves them to the device). ``True``
+means "removed". The model turns them into token-level masks itself, so the
+same mask works for any patch size that divides the mask-patch size.
+
+Sizes: UM-MAE needs H and W to be multiples of ``2 * mask_patch_size``
+(32 px by default: 2x2 blocks of mask patches), nothing more; the pyramid
+encoders zero-pad compact maps that do not halve evenly (224 px: 7 kept
+patches a side) and the decoder crops the padding, so every such size works.
 """
 from typing import Sequence, Tuple, Union
 
 import numpy as np
 import torch
 from mmcv.transforms import BaseTransform
+from mmengine.utils import to_2tuple
 
 from mmumae.registry import TRANSFORMS
+from ...models.utils import size_rule
 
 #: The only ratio Uniform Sampling can produce: one kept patch per 2x2 block.
 US_MASK_RATIO = 0.75
 
 
 def _to_2tuple(size: Union[int, Sequence[int]], name: str) -> Tuple[int, int]:
-    if isinstance(size, int):
-        return size, size
-    if isinstance(size, (tuple, list)) and len(size) == 2:
-        return int(size[0]), int(size[1])
-    raise TypeError(f'{name} must be an int or an (H, W) pair, got {size!r}')
+    pair = to_2tuple(size)
+    if not (isinstance(pair, (tuple, list)) and len(pair) == 2
+            and all(isinstance(s, int) and s > 0 for s in pair)):
+        raise TypeError(
+            f'{name} must be a positive int or an (H, W) pair, got {size!r}')
+    return int(pair[0]), int(pair[1])
 
 
 def _mask_grid(input_size: Tuple[int, int], mask_patch_size: int,
@@ -36,12 +44,12 @@ def _mask_grid(input_size: Tuple[int, int], mask_patch_size: int,
     h, w = input_size
     unit = mask_patch_size * block
     if h % unit or w % unit:
-        what = (f'{block}x{block} blocks of {mask_patch_size}-px mask patches'
-                if block > 1 else f'{mask_patch_size}-px mask patches')
+        what = (f'UM-MAE ({block}x{block} blocks of {mask_patch_size}-px mask '
+                f'patches)' if block > 1 else
+                f'{mask_patch_size}-px mask patches')
         raise ValueError(
-            f'{owner}: input size {h}x{w} does not split into {what}; use a '
-            f'size that is a multiple of {unit} px (e.g. 256 for the default '
-            f'16-px mask patches), or change mask_patch_size.')
+            size_rule((h, w), unit, f'{owner}: {what}') +
+            ', or change mask_patch_size.')
     return h // mask_patch_size, w // mask_patch_size
 
 
@@ -52,8 +60,9 @@ def _check_image(results: dict, input_size: Tuple[int, int],
         return
     if tuple(img.shape[:2]) != tuple(input_size):
         raise ValueError(
-            f'{owner}: the image is {img.shape[0]}x{img.shape[1]} but the mask '
-            f'grid was built for input_size={input_size[0]}x{input_size[1]}; '
+            f'{owner}: the image is {img.shape[0]}x{img.shape[1]} but the '
+            f'mask grid was built for input_size='
+            f'{input_size[0]}x{input_size[1]}; '
             f'resize/crop to that size before this transform (e.g. '
             f'RandomResizedCrop(scale={input_size[0]})) or set input_size.')
 

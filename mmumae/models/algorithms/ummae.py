@@ -1,5 +1,5 @@
 """The UM-MAE algorithm: backbone -> decoder -> head, masks from the data."""
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from mmpretrain.models.selfsup.base import BaseSelfSupervisor
@@ -7,6 +7,9 @@ from mmpretrain.structures import DataSample
 from torch import Tensor
 
 from mmumae.registry import MODELS
+from ..backbones import UMMAEViT
+from ..backbones.base import UMBackbone
+from ..utils import kept_patch_ids
 
 
 def stack_sample_field(data_samples: List[DataSample], key: str,
@@ -22,6 +25,19 @@ def stack_sample_field(data_samples: List[DataSample], key: str,
     ]).bool()
 
 
+def encoder_geometry(backbone) -> Optional[Tuple[int, int, int]]:
+    """``(mask_patch_size, stride, channels)`` of the map UM mode returns
+    (the last out index), or None for an unknown backbone."""
+    if isinstance(backbone, UMBackbone):
+        last = max(backbone.out_indices)
+        return (backbone.mask_patch_size,
+                backbone.patch_size * 2**last, backbone.num_features[last])
+    if isinstance(backbone, UMMAEViT):
+        patch = backbone.patch_embed.projection.kernel_size[0]
+        return patch, patch, backbone.embed_dims
+    return None
+
+
 @MODELS.register_module()
 class UMMAE(BaseSelfSupervisor):
     """UM-MAE: Uniform Masking MAE for pyramid vision transformers.
@@ -35,6 +51,41 @@ class UMMAE(BaseSelfSupervisor):
     MSE on the US-removed patches only).
     """
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._check_parts()
+
+    def _check_parts(self) -> None:
+        """Refuse backbone/decoder/head sizes that disagree, before any
+        step: patch sizes, the decoder's upscale and input channels."""
+        neck, head = self.neck, self.head
+        p = getattr(neck, 'patch_size', None)
+        if p is None:
+            return
+        hp = getattr(head, 'patch_size', p)
+        if hp != p:
+            raise ValueError(
+                f'UMMAE: the head compares {hp}-px patches but the decoder '
+                f'predicts {p}-px patches; set head patch_size={p} (the mask '
+                f'patch size).')
+        geo = encoder_geometry(self.backbone)
+        if geo is None:
+            return
+        mask_patch, stride, channels = geo
+        if mask_patch != p:
+            raise ValueError(
+                f'UMMAE: the backbone uses {mask_patch}-px mask patches but '
+                f'the decoder {p}-px ones; set neck patch_size={mask_patch}.')
+        if neck.upscale * p != stride:
+            raise ValueError(
+                f'UMMAE: the encoder output has a {stride}-px stride on the '
+                f'compact image, so the decoder needs upscale={stride // p} '
+                f'for {p}-px patches; got upscale={neck.upscale}.')
+        if neck.in_channels != channels:
+            raise ValueError(
+                f'UMMAE: the encoder output has {channels} channels; set '
+                f'neck in_channels={channels} (got {neck.in_channels}).')
+
     def extract_feat(self, inputs: Tensor) -> Tuple[Tensor, ...]:
         """Dense features, as for fine-tuning."""
         return self.backbone(inputs)
@@ -47,8 +98,11 @@ class UMMAE(BaseSelfSupervisor):
 
     def _predict_patches(self, inputs: Tensor, mask: Tensor,
                          sm_mask: Tensor) -> Tensor:
-        feats = self.backbone(inputs, mask, sm_mask)
-        return self.neck(feats[-1], mask)
+        """Backbone -> decoder; the block order of the kept patches is
+        computed once here and handed to both."""
+        kept = kept_patch_ids(mask, type(self).__name__)
+        feats = self.backbone(inputs, mask, sm_mask, kept_ids=kept)
+        return self.neck(feats[-1], mask, kept_ids=kept)
 
     def loss(self, inputs: Tensor, data_samples: List[DataSample],
              **kwargs) -> Dict[str, Tensor]:

@@ -11,7 +11,8 @@ from mmengine.model.weight_init import trunc_normal_
 from torch import Tensor
 
 from ..utils import (check_patch_mask, expand_patch_mask, gather_patches,
-                     kept_patch_ids, original_token_coords, take_patch_values)
+                     kept_patch_ids, original_token_coords, size_rule,
+                     take_patch_values)
 
 
 class CompactInput(NamedTuple):
@@ -140,6 +141,11 @@ class UMBackbone(BaseModule):
                 f'the backbone was built with mask_patch_size='
                 f'{self.mask_patch_size}; make them agree.')
         gh, gw = mask.shape[-2:]
+        if gh % 2 or gw % 2:
+            raise ValueError(
+                size_rule(x.shape[-2:], 2 * p, f'{self._name}: UM-MAE (2x2 '
+                          f'blocks of {p}-px mask patches)') +
+                '; set the mask generator input_size accordingly.')
         t = self.tokens_per_patch
         ids = kept_patch_ids(mask, self._name) if kept_ids is None \
             else kept_ids

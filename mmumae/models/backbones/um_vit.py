@@ -38,13 +38,16 @@ class UMMAEViT(MAEViT):
     def forward(self,
                 x: Tensor,
                 mask: Optional[Tensor] = None,
-                sm_mask: Optional[Tensor] = None) -> Tuple[Tensor, ...]:
+                sm_mask: Optional[Tensor] = None,
+                kept_ids: Optional[Tensor] = None) -> Tuple[Tensor, ...]:
         """Encode the uniformly sampled tokens (or the full image).
 
         Args:
             x (Tensor): Images ``(B, C, H, W)``.
             mask (Tensor, optional): ``(B, H/16, W/16)`` US mask.
             sm_mask (Tensor, optional): ``(B, H/16, W/16)`` SM mask.
+            kept_ids (Tensor, optional): ``kept_patch_ids(mask)`` when the
+                caller already has them. Defaults to None.
 
         Returns:
             tuple[Tensor]: ``(B, C, H/32, W/32)`` kept tokens (UM mode) or
@@ -75,7 +78,8 @@ class UMMAEViT(MAEViT):
         tokens = torch.where(sm[..., None], self.mask_token.to(tokens.dtype),
                              tokens)
         tokens = tokens + self.pos_embed[:, 1:]
-        ids = kept_patch_ids(mask, 'UMMAEViT')
+        ids = kept_patch_ids(mask, 'UMMAEViT') if kept_ids is None \
+            else kept_ids
         tokens = torch.gather(
             tokens, 1, ids[..., None].expand(-1, -1, tokens.shape[-1]))
         cls = (self.cls_token + self.pos_embed[:, :1]).expand(b, -1, -1)

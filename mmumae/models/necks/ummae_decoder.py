@@ -1,5 +1,5 @@
 """UM-MAE decoder: from the compact last-stage map to per-patch pixels."""
-from typing import Optional
+from typing import Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -7,12 +7,14 @@ import torch.nn.functional as F
 from mmcv.cnn import build_norm_layer
 from mmengine.model import BaseModule, ModuleList
 from mmengine.model.weight_init import trunc_normal_
+from mmengine.utils import to_2tuple
 from mmpretrain.models.backbones.vision_transformer import \
     TransformerEncoderLayer
 from torch import Tensor
 
 from mmumae.registry import MODELS
-from ..utils import kept_patch_ids, masked_patch_ids, sincos_2d_colfirst
+from ..utils import (kept_patch_ids, masked_patch_ids, sincos_2d_colfirst,
+                     size_rule)
 
 _POS_ORDERS = ('true', 'reference')
 
@@ -46,7 +48,8 @@ class UMMAEPretrainDecoder(BaseModule):
         mlp_ratio (float): FFN ratio. Defaults to 4.
         upscale (int): PixelShuffle factor, encoder stride / mask-patch size
             on the compact grid (2 for Swin/PVT, 1 for ViT). Defaults to 2.
-        input_size (int): Pre-training image size. Defaults to 256.
+        input_size (int | tuple): Pre-training image size (H, W), a
+            multiple of ``2 * patch_size``. Defaults to 256.
         patch_size (int): Mask-patch size predicted per token. Defaults to 16.
         in_chans (int): Image channels. Defaults to 3.
         pos_order (str): ``'true'`` or ``'reference'``. Defaults to 'true'.
@@ -61,7 +64,7 @@ class UMMAEPretrainDecoder(BaseModule):
                  num_heads: int = 16,
                  mlp_ratio: float = 4.,
                  upscale: int = 2,
-                 input_size: int = 256,
+                 input_size: Union[int, Tuple[int, int]] = 256,
                  patch_size: int = 16,
                  in_chans: int = 3,
                  pos_order: str = 'true',
@@ -71,20 +74,21 @@ class UMMAEPretrainDecoder(BaseModule):
         if pos_order not in _POS_ORDERS:
             raise ValueError(f'UMMAEPretrainDecoder: pos_order must be one of '
                              f'{_POS_ORDERS}, got {pos_order!r}.')
-        if input_size % (2 * patch_size):
+        input_hw = to_2tuple(input_size)
+        if input_hw[0] % (2 * patch_size) or input_hw[1] % (2 * patch_size):
             raise ValueError(
-                f'UMMAEPretrainDecoder: input_size={input_size} is not a '
-                f'multiple of 2 x patch_size={2 * patch_size}.')
+                size_rule(input_hw, 2 * patch_size, 'UMMAEPretrainDecoder: '
+                          f'input_size={input_size}: UM-MAE') + '.')
         self.in_channels = in_channels
         self.embed_dims = embed_dims
         self.upscale = upscale
         self.patch_size = patch_size
         self.pos_order = pos_order
-        self.grid = input_size // patch_size
+        self.grid = (input_hw[0] // patch_size, input_hw[1] // patch_size)
         self.decoder_embed = nn.Linear(in_channels, upscale**2 * embed_dims)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, embed_dims))
         self.decoder_pos_embed = nn.Parameter(
-            sincos_2d_colfirst(self.grid, self.grid, embed_dims)[None],
+            sincos_2d_colfirst(*self.grid, embed_dims)[None],
             requires_grad=False)
         self.decoder_blocks = ModuleList([
             TransformerEncoderLayer(
@@ -100,7 +104,7 @@ class UMMAEPretrainDecoder(BaseModule):
     def init_weights(self) -> None:
         """Sin-cos position embedding, truncated-normal linears."""
         super().init_weights()
-        pos = sincos_2d_colfirst(self.grid, self.grid, self.embed_dims)
+        pos = sincos_2d_colfirst(*self.grid, self.embed_dims)
         self.decoder_pos_embed.data.copy_(pos[None])
         trunc_normal_(self.mask_token, std=.02)
         for m in self.modules():
@@ -112,12 +116,26 @@ class UMMAEPretrainDecoder(BaseModule):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
 
-    def _expand(self, x: Tensor) -> Tensor:
-        """``(B, C, h, w)`` -> ``(B, h*r * w*r, D)`` tokens, compact order."""
+    def _expand(self, x: Tensor, compact_hw: Tuple[int, int]) -> Tensor:
+        """``(B, C, h, w)`` -> ``(B, gh/2 * gw/2, D)`` tokens, block order.
+
+        ``h * r`` may exceed ``gh/2`` by less than ``r`` when the encoder
+        zero-padded an odd map (e.g. 224 px: 7 kept patches a side, a 4x4
+        last map); the extra tokens, which cover the padding, are cropped.
+        """
+        r = self.upscale
+        h, w = x.shape[2:]
+        ch, cw = compact_hw
+        if not (ch <= h * r < ch + r and cw <= w * r < cw + r):
+            raise ValueError(
+                f'UMMAEPretrainDecoder: the encoder map is {h}x{w}, '
+                f'{h * r}x{w * r} tokens after upscale={r}, but the mask '
+                f'keeps {ch}x{cw} patches; set upscale to the encoder\'s '
+                f'last-stage stride / mask-patch size (2 for Swin/PVT).')
         x = self.decoder_embed(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
-        if self.upscale > 1:
-            x = F.pixel_shuffle(x, self.upscale)
-        return x.flatten(2).transpose(1, 2)
+        if r > 1:
+            x = F.pixel_shuffle(x, r)
+        return x[:, :, :ch, :cw].flatten(2).transpose(1, 2)
 
     def visible_position_ids(self, kept_ids: Tensor) -> Tensor:
         """Patch ids whose embeddings the visible tokens receive."""
@@ -125,33 +143,35 @@ class UMMAEPretrainDecoder(BaseModule):
             return torch.sort(kept_ids, dim=1).values
         return kept_ids
 
-    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+    def forward(self,
+                x: Tensor,
+                mask: Tensor,
+                kept_ids: Optional[Tensor] = None) -> Tensor:
         """Predict every patch.
 
         Args:
             x (Tensor): Encoder's last map ``(B, C, h, w)`` on the compact
                 grid.
             mask (Tensor): The US mask ``(B, gh, gw)``, True = removed.
+            kept_ids (Tensor, optional): ``kept_patch_ids(mask)``, the kept
+                patches in block order, when the caller already has them.
+                Defaults to None (computed here).
 
         Returns:
             Tensor: ``(B, gh*gw, patch_size**2 * in_chans)`` predictions in
             raster order of the full mask grid.
         """
         b, gh, gw = mask.shape
-        if gh * gw != self.decoder_pos_embed.shape[1]:
+        if (gh, gw) != self.grid:
+            p = self.patch_size
             raise ValueError(
                 f'UMMAEPretrainDecoder: the mask grid is {gh}x{gw} but the '
-                f'decoder was built for input_size='
-                f'{self.grid * self.patch_size} ({self.grid}x{self.grid}); '
-                f'set input_size to the image size.')
-        vis = self._expand(x)
-        kept = kept_patch_ids(mask, 'UMMAEPretrainDecoder', check=False)
-        if vis.shape[1] != kept.shape[1]:
-            raise ValueError(
-                f'UMMAEPretrainDecoder: the encoder gives {vis.shape[1]} '
-                f'tokens '
-                f'after upscale={self.upscale} but the mask keeps '
-                f'{kept.shape[1]} patches; check upscale and the encoder.')
+                f'decoder was built for input_size={self.grid[0] * p}x'
+                f'{self.grid[1] * p} ({self.grid[0]}x{self.grid[1]}); set '
+                f'input_size to the image size.')
+        vis = self._expand(x, (gh // 2, gw // 2))
+        kept = kept_patch_ids(mask, 'UMMAEPretrainDecoder', check=False) \
+            if kept_ids is None else kept_ids
         removed = masked_patch_ids(mask)
         pos = self.decoder_pos_embed.expand(b, -1, -1).to(vis.dtype)
         dim = self.embed_dims

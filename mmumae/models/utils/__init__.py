@@ -4,7 +4,7 @@ from .transformer_block import PreNormBlock
 from .uniform_masking import (check_patch_mask, expand_patch_mask,
                               gather_patches, kept_patch_ids,
                               masked_patch_ids, original_token_coords,
-                              take_patch_values)
+                              size_rule, take_patch_values)
 from .window_geometry import (SizeCache, WindowGeometry,
                               build_window_geometry, from_windows,
                               to_windows, window_partition)
@@ -12,7 +12,7 @@ from .window_geometry import (SizeCache, WindowGeometry,
 __all__ = [
     'check_patch_mask', 'kept_patch_ids', 'masked_patch_ids',
     'gather_patches', 'take_patch_values', 'original_token_coords',
-    'expand_patch_mask', 'sincos_2d_colfirst', 'PreNormBlock', 'SizeCache',
-    'WindowGeometry', 'build_window_geometry', 'from_windows', 'to_windows',
-    'window_partition'
+    'expand_patch_mask', 'size_rule', 'sincos_2d_colfirst', 'PreNormBlock',
+    'SizeCache', 'WindowGeometry', 'build_window_geometry', 'from_windows',
+    'to_windows', 'window_partition'
 ]

@@ -11,6 +11,21 @@ import torch
 from torch import Tensor
 
 
+def size_rule(size: Tuple[int, int], unit: int, what: str) -> str:
+    """An error message naming the sizes near ``size`` that are multiples of
+    ``unit``, e.g. ``'... 240x240 is not: use 224 or 256 (or change ...)'``.
+    """
+    def near(s: int) -> str:
+        lo, hi = max(s // unit, 1) * unit, -(-s // unit) * unit
+        return str(s) if s % unit == 0 else (
+            f'{lo} or {hi}' if lo < s else str(hi))
+
+    h, w = size
+    fix = near(h) if h == w else f'{near(h)} (H), {near(w)} (W)'
+    return (f'{what}: the input size must be a multiple of {unit} px; '
+            f'{h}x{w} is not: use {fix}')
+
+
 def check_patch_mask(mask: Tensor, image_hw: Tuple[int, int],
                      owner: str) -> Tuple[int, int]:
     """Validate a mask against an image and return the mask-patch size.
@@ -50,7 +65,8 @@ def kept_patch_ids(mask: Tensor, owner: str = 'UM encoder',
     if gh % 2 or gw % 2:
         raise ValueError(
             f'{owner}: a {gh}x{gw} mask grid does not split into 2x2 blocks; '
-            f'use an input size that is a multiple of 2 x mask_patch_size.')
+            f'use an input size that is a multiple of 2 x mask_patch_size '
+            f'(e.g. 224 or 256 for 16-px mask patches).')
     keep = (~mask.bool()).view(b, gh // 2, 2, gw // 2, 2)
     keep = keep.permute(0, 1, 3, 2, 4).reshape(b, gh // 2, gw // 2, 4)
     if check and not bool((keep.sum(-1) == 1).all()):

@@ -18,6 +18,13 @@ CONFIGS = sorted(p for p in (REPO / 'configs').rglob('*.py')
 FINETUNE_IN1K = [p for p in CONFIGS
                  if p.parent.name == 'finetune' and 'in1k' in p.name]
 
+RECIPE = {
+    ('UMSwinTransformer', 'tiny'): (0.85, 0.1),
+    ('UMSwinTransformer', 'large'): (0.7, 0.2),
+    ('UMPVT', 'small'): (0.85, 0.1),
+    ('VisionTransformer', 'base'): (0.8, 0.1),
+}
+
 
 def _registry(scope: str):
     if scope == 'mmdet':
@@ -69,7 +76,10 @@ def test_finetune_recipe(path):
     assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
     assert (cfg.optim_wrapper.constructor ==
             'LearningRateDecayOptimWrapperConstructor')
-    assert backbone.drop_path_rate == 0.1
+    # (layer decay, drop path) of the reference's fine-tuning commands
+    decay, drop_path = RECIPE[backbone.type, backbone.get('arch')]
+    assert backbone.drop_path_rate == drop_path
+    assert cfg.optim_wrapper.paramwise_cfg.layer_decay_rate == decay
     assert model.head.loss.label_smooth_val == 0.1
     assert [(a.type, a.alpha) for a in model.train_cfg.augments] == [
         ('Mixup', 0.8), ('CutMix', 1.0)]
@@ -78,9 +88,8 @@ def test_finetune_recipe(path):
     assert steps['RandAugment'].magnitude_level == 9
     size = 224 if backbone.type == 'VisionTransformer' else 256
     assert steps['RandomResizedCrop'].scale == size
-    decay = cfg.optim_wrapper.paramwise_cfg.layer_decay_rate
     if backbone.type == 'UMSwinTransformer':
-        assert backbone.window_size == 16 and decay == 0.85
+        assert backbone.window_size == 16
     elif backbone.type == 'UMPVT':
         assert tuple(backbone.sr_ratios) == (8, 4, 2, 1)
         assert backbone.learnable_pos_embed is True

@@ -1,6 +1,6 @@
 # ImageNet-1K fine-tuning schedule (spec section 7, the reference
 # fine-tuning recipe): AdamW, betas (0.9, 0.999), weight decay 0.05 (none on
-# norms, biases, tokens, position embeddings), base lr 5e-4 per 256 images
+# 1-D tensors, tokens, position embeddings), base lr 5e-4 per 256 images
 # scaled to the total batch of 1024 (the reference's `--blr 5e-4` with 8 GPUs
 # x 128, as the pre-training lr 1.5e-4 x 4096/256), 5 warm-up epochs, then
 # cosine to 1e-6 at epoch 100. Layer-wise lr decay through mmpretrain's
@@ -21,6 +21,7 @@ optim_wrapper = dict(
         layer_decay_rate=1.0,
         norm_decay_mult=0.0,
         bias_decay_mult=0.0,
+        flat_decay_mult=0.0,
         custom_keys={
             '.norm': dict(decay_mult=0.0),
             '.bias': dict(decay_mult=0.0),

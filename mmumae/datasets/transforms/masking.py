@@ -181,6 +181,13 @@ class RandomPatchMaskGenerator(BaseTransform):
     ``round(num_patches * mask_ratio)`` patches of ``mask_patch_size`` pixels
     are chosen uniformly at random per sample.
 
+    Not mmpretrain's ``SimMIMMaskGenerator``, which draws the same kind of
+    mask but is not a drop-in here: it takes square sizes only, rounds the
+    count up (``ceil``), and writes an int numpy array on the *token* grid
+    (``model_patch_size``); our backbones read bool tensors on the mask-patch
+    grid (as ``UniformMaskGenerator`` writes) and expand them to tokens
+    themselves, so one mask serves any patch size.
+
     **Added Keys:**
 
     - ``mask`` (bool Tensor, ``(H/p, W/p)``): True where removed.

@@ -48,12 +48,18 @@ class UMBackbone(BaseModule):
     required_arch_keys: Sequence[str] = ('embed_dims', 'depths', 'num_heads')
     stem_names: Sequence[str] = ('mask_token', )
     stage_entry: str = 'downsample'
+    #: Used when ``init_cfg`` is None: truncated-normal linears (std .02),
+    #: unit LayerNorms, as MAE.
+    default_init_cfg: List[dict] = [
+        dict(type='TruncNormal', layer='Linear', std=.02, bias=0.),
+        dict(type='Constant', layer='LayerNorm', val=1., bias=0.)
+    ]
 
     def __init__(self,
                  frozen_stages: int = -1,
                  norm_eval: bool = False,
                  init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
-        super().__init__(init_cfg=init_cfg)
+        super().__init__(init_cfg=init_cfg or self.default_init_cfg)
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
 
@@ -186,15 +192,15 @@ class UMBackbone(BaseModule):
 
     def init_weights(self) -> None:
         """Load ``init_cfg=dict(type='Pretrained', ...)`` with key checks, or
-        initialise: truncated-normal linears, unit LayerNorms, then
-        :meth:`_extra_init`."""
+        initialise by ``init_cfg`` (:attr:`default_init_cfg` when None),
+        then the mask token (truncated normal) and :meth:`_extra_init`."""
         cfg = self.init_cfg
         if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
             self._load_pretrained(cfg)
             self._is_init = True
             return
         super().init_weights()
-        self._init_transformer_weights()
+        trunc_normal_(self.mask_token, std=.02)
         self._extra_init()
 
     def _extra_init(self) -> None:
@@ -263,18 +269,6 @@ class UMBackbone(BaseModule):
     def _adapt_checkpoint(self, state: dict, path: str) -> dict:
         """Family-specific adaptation of a checkpoint before the checks."""
         return state
-
-    def _init_transformer_weights(self) -> None:
-        """Truncated-normal linears, unit LayerNorms, the mask token."""
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                trunc_normal_(m.weight, std=.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-        trunc_normal_(self.mask_token, std=.02)
 
     def _frozen_modules(self) -> List[nn.Module]:
         """Modules frozen by ``frozen_stages`` (stem + stages + out norms)."""

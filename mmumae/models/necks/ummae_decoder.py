@@ -54,7 +54,8 @@ class UMMAEPretrainDecoder(BaseModule):
         in_chans (int): Image channels. Defaults to 3.
         pos_order (str): ``'true'`` or ``'reference'``. Defaults to 'true'.
         norm_cfg (dict): Norm config. Defaults to LN with eps 1e-6.
-        init_cfg (dict, optional): Initialisation config.
+        init_cfg (dict, optional): Initialisation config. Defaults to None
+            (Xavier-uniform linears, unit LayerNorms).
     """
 
     def __init__(self,
@@ -70,7 +71,11 @@ class UMMAEPretrainDecoder(BaseModule):
                  pos_order: str = 'true',
                  norm_cfg: dict = dict(type='LN', eps=1e-6),
                  init_cfg: Optional[dict] = None) -> None:
-        super().__init__(init_cfg=init_cfg)
+        super().__init__(init_cfg=init_cfg or [
+            dict(type='Xavier', layer='Linear', distribution='uniform',
+                 bias=0.),
+            dict(type='Constant', layer='LayerNorm', val=1., bias=0.)
+        ])
         if pos_order not in _POS_ORDERS:
             raise ValueError(f'UMMAEPretrainDecoder: pos_order must be one of '
                              f'{_POS_ORDERS}, got {pos_order!r}.')
@@ -102,19 +107,12 @@ class UMMAEPretrainDecoder(BaseModule):
         self.decoder_pred = nn.Linear(embed_dims, patch_size**2 * in_chans)
 
     def init_weights(self) -> None:
-        """Sin-cos position embedding, truncated-normal linears."""
+        """``init_cfg`` (default: Xavier-uniform linears, unit LayerNorms,
+        as MAE), the sin-cos table and a truncated-normal mask token."""
         super().init_weights()
         pos = sincos_2d_colfirst(*self.grid, self.embed_dims)
         self.decoder_pos_embed.data.copy_(pos[None])
         trunc_normal_(self.mask_token, std=.02)
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.xavier_uniform_(m.weight)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
 
     def _expand(self, x: Tensor, compact_hw: Tuple[int, int]) -> Tensor:
         """``(B, C, h, w)`` -> ``(B, gh/2 * gw/2, D)`` tokens, block order.

@@ -31,10 +31,10 @@ import pytest
 import torch
 import torch.distributed as torch_dist
 from mmengine.config import Config
-
-from mmumae import apis
 from tool_helpers import (CLASSIFIER_MODEL, REPO, RUNTIME, folder_loader,
                           log_text, write_image_folders)
+
+from mmumae import apis
 
 DIST_TRAIN = REPO / 'tools' / 'dist_train.sh'
 DIST_TEST = REPO / 'tools' / 'dist_test.sh'

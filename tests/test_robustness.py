@@ -17,11 +17,10 @@ import torch
 from mmengine.config import Config
 from mmengine.optim import OptimWrapper
 from mmpretrain.registry import MODELS
+from tool_helpers import (CLASSIFIER_MODEL, MAE_ITERS, REPO, RUNTIME,
+                          load_tool, log_text, mae_model, write_image_folders)
 
 from mmumae import apis
-from tool_helpers import (CLASSIFIER_MODEL, MAE_ITERS, REPO, RUNTIME,
-                          load_tool, log_text, mae_model,
-                          write_image_folders)
 
 train_tool = load_tool(REPO / 'tools' / 'train.py', 'mmumae_robust_train')
 test_tool = load_tool(REPO / 'tools' / 'test.py', 'mmumae_robust_test')
@@ -314,3 +313,20 @@ def test_auto_scale_lr_counts_accumulation(tmp_path, demo_data):
     total = base.train_dataloader.batch_size * 8
     assert base.auto_scale_lr.base_batch_size == 4096 and total == 512
     assert lrs[True] == pytest.approx(lrs[False] * total / 4096)
+
+
+# ----------------------------------------------------------------------------
+# The pre-training configs inherit all of it
+# ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize('path', sorted(
+    str(p.relative_to(REPO)) for folder in ('ummae', 'simmim')
+    for p in (REPO / 'configs' / folder).glob('*.py')))
+def test_pretraining_configs_use_the_safe_runtime(path):
+    cfg = Config.fromfile(REPO / path)
+    assert cfg.runner_type == 'SafeRunner'
+    assert cfg.default_hooks.checkpoint.type == 'SafeCheckpointHook'
+    assert cfg.skip_bad_images is False
+    # Minutes, not torch's 30-minute default.
+    assert 60 <= cfg.env_cfg.dist_cfg.timeout <= 900

@@ -7,7 +7,6 @@ import re
 from pathlib import Path
 
 import pytest
-
 from tool_helpers import (REPO, RUNTIME, load_tool, log_text, mae_model,
                           write_image_folders)
 

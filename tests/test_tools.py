@@ -20,11 +20,10 @@ import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
+from tool_helpers import (CLASSIFIER_MODEL, MAE_ITERS, REPO, RUNTIME,
+                          load_tool, log_text, mae_model, write_image_folders)
 
 from mmumae import apis
-from tool_helpers import (CLASSIFIER_MODEL, MAE_ITERS, REPO, RUNTIME,
-                          load_tool, log_text, mae_model,
-                          write_image_folders)
 
 TRAIN = REPO / 'tools' / 'train.py'
 TEST = REPO / 'tools' / 'test.py'

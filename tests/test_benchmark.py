@@ -129,7 +129,12 @@ def test_ratios_and_targets_agree_with_results(swin_report):
     assert targets['swin-t: simmim/simmim-stock']['limit'] == 1.0
     for t in targets.values():
         assert t['met'] == (t['time'] <= t['limit'])
-        assert (' met' if t['met'] else 'NOT met') in report['table']
+        assert t['met_cpu'] == (t['cpu_time'] <= t['limit'])
+        line = [ln for ln in report['table'].splitlines()
+                if ln.startswith(f'target {t["ratio"]}:')]
+        assert len(line) == 1
+        assert (f'wall {t["time"]:.3f} ' +
+                ('met' if t['met'] else 'NOT met')) in line[0]
 
 
 def test_pvt_subprocess_isolated_memory(tmp_path):

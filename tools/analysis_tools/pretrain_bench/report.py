@@ -105,6 +105,9 @@ def check_targets(ratios: Dict[str, dict]) -> List[dict]:
 
     - UM-MAE / SimMIM step time <= forward-FLOP ratio + ``FLOP_SLACK``.
     - our SimMIM step no slower than mmpretrain's stock SimMIM.
+
+    ``met`` judges the wall-time ratio, ``met_cpu`` the ratio of the CPU
+    time of the process, which other load on the machine disturbs less.
     """
     out = []
     for key, r in ratios.items():
@@ -119,9 +122,11 @@ def check_targets(ratios: Dict[str, dict]) -> List[dict]:
             limit, what = 1.0, 'no slower than stock'
         else:
             continue
-        out.append(dict(ratio=key, time=r['time'], limit=limit,
-                        target=f'time ratio <= {what}',
-                        met=r['time'] <= limit))
+        cpu = r['cpu_time']
+        out.append(dict(ratio=key, time=r['time'], cpu_time=cpu,
+                        limit=limit, target=f'time ratio <= {what}',
+                        met=r['time'] <= limit,
+                        met_cpu=cpu is not None and cpu <= limit))
     return out
 
 
@@ -164,10 +169,11 @@ def format_table(results: List[dict], ratios: Dict[str, dict],
                   f'{_fmt(v["memory"], ">7.2f")} '
                   f'{_fmt(v["memory_above_baseline"], ">14.2f")} '
                   f'{_fmt(v["flops"], ">6.3f")}' for k, v in ratios.items()]
+    verdict = {True: 'met', False: 'NOT met'}
     for t in targets:
         lines.append(f'target {t["ratio"]}: {t["target"]} ({t["limit"]:.3f})'
-                     f': {t["time"]:.3f} -> '
-                     f'{"met" if t["met"] else "NOT met"}')
+                     f': wall {t["time"]:.3f} {verdict[t["met"]]}, CPU '
+                     f'{_fmt(t["cpu_time"], ".3f")} {verdict[t["met_cpu"]]}')
     notes = [(r, n) for r in results for n in r.get('notes', [])]
     lines += [f'note ({r["model"]}/{r["variant"]}): {n}' for r, n in notes]
     for r in results:

@@ -109,3 +109,22 @@ def test_fewer_images_than_one_batch_with_drop_last(tmp_path):
     assert '3 images are fewer than one batch (4 per process x 1 ' \
         'processes)' in message
     assert 'lower train_dataloader.batch_size' in message
+
+
+def test_skip_counter_survives_copies(tmp_path):
+    """Deep copies share the count; a pickled copy (not a worker) counts on
+    its own instead of failing like a bare multiprocessing.Value."""
+    import copy
+    import pickle
+
+    from mmumae.datasets import SafeLoadImageFromFile
+    bad = tmp_path / 'zero.jpg'
+    bad.write_bytes(b'')
+    loader = SafeLoadImageFromFile(skip_bad_images=True)
+    twin = copy.deepcopy(loader)
+    assert twin.transform(dict(img_path=str(bad))) is None
+    assert loader.num_skipped == twin.num_skipped == 1
+    alone = pickle.loads(pickle.dumps(loader))
+    assert alone.skip_bad_images and alone.num_skipped == 0
+    assert alone.transform(dict(img_path=str(bad))) is None
+    assert (alone.num_skipped, loader.num_skipped) == (1, 1)

@@ -1,5 +1,7 @@
 """Image loading that names the file it cannot read."""
+import copy
 import multiprocessing
+from multiprocessing.context import get_spawning_popen
 import os.path as osp
 from typing import Optional
 
@@ -68,6 +70,28 @@ class SafeLoadImageFromFile(LoadImageFromFile):
             f'skipped unreadable image {path}: {reason} (skip {count} of '
             'this run)')
         return None
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        if get_spawning_popen() is None:
+            # Pickled outside of starting a worker (which shares the
+            # counter): the copy counts on its own.
+            state['_skipped'] = None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if self._skipped is None:
+            self._skipped = multiprocessing.Value('l', 0)
+
+    def __deepcopy__(self, memo: dict) -> 'SafeLoadImageFromFile':
+        """A deep copy that shares the skip counter."""
+        new = self.__class__.__new__(self.__class__)
+        memo[id(self)] = new
+        for key, value in self.__dict__.items():
+            setattr(new, key,
+                    value if key == '_skipped' else copy.deepcopy(value, memo))
+        return new
 
     def __repr__(self) -> str:
         return (super().__repr__()[:-1] +

@@ -1,8 +1,8 @@
 """Image loading that names the file it cannot read."""
 import copy
 import multiprocessing
-from multiprocessing.context import get_spawning_popen
 import os.path as osp
+from multiprocessing.context import get_spawning_popen
 from typing import Optional
 
 from mmcv.transforms import LoadImageFromFile

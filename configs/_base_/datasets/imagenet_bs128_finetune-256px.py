@@ -16,6 +16,26 @@ data_preprocessor = dict(
 bgr_mean = data_preprocessor['mean'][::-1]
 bgr_std = data_preprocessor['std'][::-1]
 
+# rand-m9-mstd0.5-inc1 and random erasing 0.25 (also used by the 224-px and
+# demo configs through {{_base_.rand_augment}}, {{_base_.random_erasing}})
+rand_augment = dict(
+    type='RandAugment',
+    policies='timm_increasing',
+    num_policies=2,
+    total_level=10,
+    magnitude_level=9,
+    magnitude_std=0.5,
+    hparams=dict(
+        pad_val=[round(x) for x in bgr_mean], interpolation='bicubic'))
+random_erasing = dict(
+    type='RandomErasing',
+    erase_prob=0.25,
+    mode='rand',
+    min_area_ratio=0.02,
+    max_area_ratio=1 / 3,
+    fill_color=bgr_mean,
+    fill_std=bgr_std)
+
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(
@@ -24,23 +44,8 @@ train_pipeline = [
         backend='pillow',
         interpolation='bicubic'),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
-    dict(
-        type='RandAugment',
-        policies='timm_increasing',
-        num_policies=2,
-        total_level=10,
-        magnitude_level=9,
-        magnitude_std=0.5,
-        hparams=dict(
-            pad_val=[round(x) for x in bgr_mean], interpolation='bicubic')),
-    dict(
-        type='RandomErasing',
-        erase_prob=0.25,
-        mode='rand',
-        min_area_ratio=0.02,
-        max_area_ratio=1 / 3,
-        fill_color=bgr_mean,
-        fill_std=bgr_std),
+    rand_augment,
+    random_erasing,
     dict(type='PackInputs'),
 ]
 

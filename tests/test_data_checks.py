@@ -17,8 +17,9 @@ PAPER_CFG = osp.join(
 def test_missing_data_root_names_path_and_fix(tmp_path):
     cfg = Config.fromfile(PAPER_CFG)
     cfg.train_dataloader.dataset.data_root = str(tmp_path / 'nowhere')
-    with pytest.raises(RunError, match='nowhere.*--cfg-options'):
+    with pytest.raises(RunError, match='nowhere.*--cfg-options') as info:
         check_dataset_paths(cfg)
+    assert isinstance(info.value, FileNotFoundError)
     (tmp_path / 'nowhere').mkdir()
     with pytest.raises(RunError, match='meta/train.txt'):
         check_dataset_paths(cfg)

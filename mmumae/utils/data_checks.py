@@ -7,6 +7,13 @@ from .errors import RunError
 
 DEMO_HINT = ("for a CPU demo run `make data` and use a configs/*/*_demo.py "
              "config")
+
+
+class DataNotFoundError(RunError, FileNotFoundError):
+    """A data root or annotation file that does not exist (also a
+    ``FileNotFoundError``, which scripts may catch)."""
+
+
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif',
                     '.tiff', '.webp')
 
@@ -74,7 +81,8 @@ def check_dataset_paths(cfg,
         loaders (Iterable[str]): Dataloader keys to check.
 
     Raises:
-        RunError: Naming the missing or empty path and the fix.
+        RunError: Naming the missing (:class:`DataNotFoundError`) or empty
+            path and the fix.
     """
     for key in loaders:
         loader = cfg.get(key)
@@ -88,7 +96,7 @@ def check_dataset_paths(cfg,
                 paths.append(_join(root, ann))
             for path in paths:
                 if not osp.exists(path):
-                    raise RunError(
+                    raise DataNotFoundError(
                         f'{key}: {path!r} does not exist. Put the data set '
                         'there (ImageNet layout: train/<class>/*.JPEG and '
                         'meta/train.txt) or point the config at it, e.g. '

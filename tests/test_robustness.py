@@ -21,6 +21,7 @@ from tool_helpers import (CLASSIFIER_MODEL, MAE_ITERS, REPO, RUNTIME,
                           load_tool, log_text, mae_model, write_image_folders)
 
 from mmumae import apis
+from mmumae.utils import RunError, read_checkpoint
 
 train_tool = load_tool(REPO / 'tools' / 'train.py', 'mmumae_robust_train')
 test_tool = load_tool(REPO / 'tools' / 'test.py', 'mmumae_robust_test')
@@ -245,6 +246,27 @@ def test_not_a_checkpoint_file(tmp_path, data_dir, content):
         assert f'not a checkpoint file: {bad}' in message
         assert 'weights_only' not in message
         assert 'KeyError' not in message
+
+
+def test_read_checkpoint_formats(tmp_path):
+    """What counts as a checkpoint, in-process."""
+    weights = dict(w=torch.ones(2, 3))
+    legacy = tmp_path / 'legacy.pth'
+    torch.save(dict(state_dict=weights), legacy,
+               _use_new_zipfile_serialization=False)
+    assert read_checkpoint(str(legacy))['state_dict']['w'].sum() == 6
+    bare = tmp_path / 'bare.pth'
+    torch.save(weights, bare)  # a plain state dict, as timm writes
+    assert set(read_checkpoint(str(bare))) == {'w'}
+
+    tensor = tmp_path / 'tensor.pth'
+    torch.save(torch.ones(3), tensor)
+    with pytest.raises(RunError, match='holds a Tensor without model'):
+        read_checkpoint(str(tensor))
+    foreign = tmp_path / 'foreign.pth'
+    torch.save(dict(state_dict=weights, extra=Path('x')), foreign)
+    with pytest.raises(RunError, match='holds Python objects other than'):
+        read_checkpoint(str(foreign))
 
 
 def test_missing_checkpoint(tmp_path, data_dir):

@@ -200,8 +200,7 @@ class SafeRunner(Runner):
             f'PARTIAL LOAD (allow_partial_load=True) of {filename}: '
             f'{mismatch.count} keys do not fit and keep their initial '
             f'values: {detail}')
-        bad = {line.split(':')[0] for line in mismatch.shapes}
-        bad.update(mismatch.unexpected)
+        bad = set(mismatch.unloadable)
         return {k: v for k, v in state.items() if k not in bad}
 
     def resume(self,

@@ -57,6 +57,11 @@ class CheckpointMismatch(NamedTuple):
         """Number of mismatched keys."""
         return len(self.missing) + len(self.unexpected) + len(self.shapes)
 
+    @property
+    def unloadable(self) -> List[str]:
+        """Checkpoint keys that cannot load: unexpected or other shape."""
+        return [s.split(': ', 1)[0] for s in self.shapes] + self.unexpected
+
 
 def is_local_path(path: str) -> bool:
     """Whether ``path`` is a local file name (not a URL or a model zoo)."""

@@ -39,7 +39,8 @@ def prepare_image_loading(cfg) -> None:
     images when the config says ``skip_bad_images=True``.
 
     Every ``LoadImageFromFile`` of the train/val/test pipelines becomes a
-    ``SafeLoadImageFromFile`` with the same arguments; with
+    ``SafeLoadImageFromFile`` with the same arguments (in mmpretrain's
+    scope; other scopes are left alone); with
     ``skip_bad_images`` the training one skips unreadable files and
     ``SkippedImagesHook`` reports how many at the end of each epoch.
 
@@ -47,6 +48,8 @@ def prepare_image_loading(cfg) -> None:
         cfg (Config): The full config, edited in place.
     """
     skip = bool(cfg.get('skip_bad_images', False))
+    if cfg.get('default_scope', 'mmpretrain') != 'mmpretrain':
+        return  # registered in mmpretrain's TRANSFORMS only
     for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         loader = cfg.get(key)
         if not loader:

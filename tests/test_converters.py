@@ -95,6 +95,12 @@ def demo_cfgs(family: str) -> Tuple[Config, Config]:
     return pre, ft
 
 
+def _dense_registries():
+    from mmdet.registry import MODELS as DET
+    from mmseg.registry import MODELS as SEG
+    return DET, SEG
+
+
 def save_mmengine(model, cfg: Config, path: Path) -> str:
     """What mmengine's Runner writes (meta with the config, weights)."""
     save_checkpoint(dict(meta=dict(cfg=cfg.pretty_text, epoch=1),
@@ -134,6 +140,21 @@ def test_pretrain_to_backbone_loads_everywhere(tmp_path, family):
                 assert torch.equal(v, expected['backbone.' + k]), k
         outs.append(clf.backbone(x)[-1])
     assert torch.equal(outs[0], outs[1])
+
+    # mmdet and mmseg build the same class from their registries; with four
+    # outputs the three new output norms keep their init, the rest loads.
+    for registry in _dense_registries():
+        dense = registry.build(dict(
+            ft_cfg.model.backbone, out_indices=(0, 1, 2, 3),
+            init_cfg=dict(type='Pretrained', checkpoint=out,
+                          prefix='backbone.')))
+        dense.init_weights()
+        for k, v in dense.state_dict().items():
+            if re.match(r'norm[012]\.', k):
+                assert torch.equal(v, torch.ones_like(v) if k.endswith(
+                    'weight') else torch.zeros_like(v)), k
+            elif k != 'pos_embed':
+                assert torch.equal(v, expected['backbone.' + k]), k
 
     # With the pre-training geometry the loaded backbone computes exactly
     # what the pre-trained one does on a dense input.

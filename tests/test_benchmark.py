@@ -203,3 +203,25 @@ def test_optim_wrapper_precision(bench):
         bench.parse_args(['--steps', '0'])
     with pytest.raises(SystemExit):
         bench.parse_args(['--model', 'resnet-50'])
+
+
+def test_rounds_pool_the_timed_steps(bench):
+    from pretrain_bench import step
+    one = dict(status='ok', batch_size=8, peak_mem_bytes=5,
+               peak_mem_above_baseline_bytes=2,
+               **step.step_stats([1.0, 3.0], [2.0, 2.0]))
+    two = dict(one, peak_mem_bytes=7, peak_mem_above_baseline_bytes=1,
+               **step.step_stats([2.0, 10.0, 4.0], [1.0, 3.0, 5.0]))
+    merged = step.merge_rounds([one, two])
+    assert merged['step_times_s'] == [1.0, 3.0, 2.0, 10.0, 4.0]
+    stats = (merged['min_s'], merged['median_s'], merged['max_s'])
+    assert stats == (1.0, 3.0, 10.0)
+    assert merged['median_cpu_s'] == 2.0
+    assert merged['images_per_s'] == 8 / 3.0
+    assert merged['round_medians_s'] == [2.0, 4.0] and merged['rounds'] == 2
+    assert merged['peak_mem_bytes'] == 7
+    assert merged['peak_mem_above_baseline_bytes'] == 2
+    failed = dict(status='failed', reason='x')
+    assert step.merge_rounds([one, failed]) is failed
+    with pytest.raises(SystemExit):
+        bench.parse_args(['--rounds', '0'])

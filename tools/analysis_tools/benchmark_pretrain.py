@@ -210,6 +210,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         'AmpOptimWrapper of that dtype (CUDA only)')
     parser.add_argument('--steps', type=int, default=5)
     parser.add_argument('--warmup', type=int, default=2)
+    parser.add_argument('--rounds', type=int, default=1,
+                        help='run all variants this many times, '
+                        'round-robin, and pool their timed steps (fairer '
+                        'comparisons while the load changes)')
     parser.add_argument('--threads', type=int, default=None,
                         help='torch.set_num_threads in every worker')
     parser.add_argument('--seed', type=int, default=0)
@@ -223,8 +227,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--worker', default=None, help=argparse.SUPPRESS)
     parser.add_argument('--result-file', default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.steps < 1 or args.warmup < 0 or args.batch_size < 1:
-        parser.error('--steps and --batch-size must be >= 1, --warmup >= 0')
+    if min(args.steps, args.batch_size, args.rounds) < 1 or args.warmup < 0:
+        parser.error('--steps, --batch-size and --rounds must be >= 1, '
+                     '--warmup >= 0')
     return args
 
 
@@ -247,6 +252,27 @@ def _specs(args: argparse.Namespace) -> List[dict]:
     return specs
 
 
+def _run_all(specs: List[dict], rounds: int, in_process: bool) -> List[dict]:
+    """Every spec, ``rounds`` times round-robin; one merged result each."""
+    runs: List[List[dict]] = [[] for _ in specs]
+    with tempfile.TemporaryDirectory(prefix='bench_pretrain_') as tmp:
+        for k in range(rounds):
+            for i, spec in enumerate(specs):
+                label = (f'[round {k + 1}/{rounds}] '
+                         f'{spec["model"]}/{spec["variant"]}')
+                if spec['skip']:
+                    if k == 0:
+                        print(f'{label}: SKIPPED: {spec["skip"]}', flush=True)
+                    runs[i] = [dict(model=spec['model'],
+                                    variant=spec['variant'],
+                                    status='skipped', reason=spec['skip'])]
+                    continue
+                print(f'{label}: {spec["config"]}', flush=True)
+                runs[i].append(run_variant(spec) if in_process else
+                               _run_in_subprocess(spec, tmp))
+    return [step.merge_rounds(r) for r in runs]
+
+
 def _command(argv) -> str:
     args = sys.argv[1:] if argv is None else list(argv)
     return shlex.join(['python', osp.relpath(__file__)] + args)
@@ -263,19 +289,7 @@ def main(argv=None) -> dict:
     machine = report.machine_info(args.device)
     command = _command(argv)
     print(f'command: {command}\nmachine: {machine}', flush=True)
-    results = []
-    with tempfile.TemporaryDirectory(prefix='bench_pretrain_') as tmp:
-        for i, spec in enumerate(_specs(args)):
-            label = f'[{i + 1}] {spec["model"]}/{spec["variant"]}'
-            if spec['skip']:
-                print(f'{label}: SKIPPED: {spec["skip"]}', flush=True)
-                results.append(dict(model=spec['model'],
-                                    variant=spec['variant'],
-                                    status='skipped', reason=spec['skip']))
-                continue
-            print(f'{label}: {spec["config"]}', flush=True)
-            results.append(run_variant(spec) if args.no_subprocess else
-                           _run_in_subprocess(spec, tmp))
+    results = _run_all(_specs(args), args.rounds, args.no_subprocess)
     machine['loadavg_end'] = report.loadavg()
     ratios = report.compute_ratios(results)
     targets = report.check_targets(ratios)

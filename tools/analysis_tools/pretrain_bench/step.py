@@ -131,18 +131,44 @@ def time_steps(step: Callable, warmup: int, steps: int,
         print(f'  {label} step {i + 1}/{warmup + steps} ({kind}): '
               f'{dt:.3f} s, loss {loss:.4f}', flush=True)
         if i >= warmup:
-            times.append(dt)
-            cpu.append(dc)
-    med = statistics.median(times)
+            times.append(round(dt, 5))
+            cpu.append(round(dc, 5))
+    return dict(step_stats(times, cpu), loss_last=loss)
+
+
+def step_stats(times: List[float], cpu: List[float]) -> dict:
+    """Median, min, max and mean of step times; median CPU time."""
     return dict(
-        step_times_s=[round(t, 5) for t in times],
-        step_cpu_times_s=[round(t, 5) for t in cpu],
-        median_s=med,
+        step_times_s=times,
+        step_cpu_times_s=cpu,
+        median_s=statistics.median(times),
         min_s=min(times),
         max_s=max(times),
         mean_s=statistics.fmean(times),
-        median_cpu_s=statistics.median(cpu),
-        loss_last=loss)
+        median_cpu_s=statistics.median(cpu))
+
+
+def merge_rounds(rounds: List[dict]) -> dict:
+    """One result from the same variant run in several rounds.
+
+    The timed steps of all rounds are pooled for the statistics; the peak
+    memory is the largest of the rounds; ``round_medians_s`` keeps each
+    round's median.
+    """
+    ok = [r for r in rounds if r.get('status') == 'ok']
+    if len(ok) < len(rounds):
+        return next(r for r in rounds if r.get('status') != 'ok')
+    out = dict(ok[-1])
+    times = [t for r in ok for t in r['step_times_s']]
+    cpu = [t for r in ok for t in r['step_cpu_times_s']]
+    out.update(step_stats(times, cpu), rounds=len(ok),
+               round_medians_s=[r['median_s'] for r in ok],
+               peak_mem_bytes=max(r['peak_mem_bytes'] for r in ok))
+    out['images_per_s'] = out['batch_size'] / out['median_s']
+    above = [r.get('peak_mem_above_baseline_bytes') for r in ok]
+    if None not in above:
+        out['peak_mem_above_baseline_bytes'] = max(above)
+    return out
 
 
 def optimizer_summary(wrapper: OptimWrapper) -> dict:

@@ -35,14 +35,44 @@ class CompactInput(NamedTuple):
 class UMBackbone(BaseModule):
     """Base of :class:`UMSwinTransformer` and :class:`UMPVT`.
 
-    Holds what both families share: arch parsing, the mask-patch checks and
-    the compact input of UM mode, the mask token, the output norms
-    ``norm{i}``, freezing, checkpoint loading and layer depths. Subclasses
-    set ``arch_zoo``, ``stem_names`` (parameters at layer depth 0) and
-    ``stage_entry`` (the per-stage downsampling module), call
-    :meth:`_setup_geometry`, build ``self.stages`` (``stages.{i}.blocks.{j}``
-    names), ``self.mask_token`` and ``self.num_features``, then
-    :meth:`_add_output_norms` and :meth:`_freeze_stages`.
+    Holds what both families share: arch parsing, the three forward modes
+    and their mask checks, the compact input of UM mode, the mask token, the
+    output norms ``norm{i}``, freezing, checkpoint loading and layer depths.
+    Subclasses set ``arch_zoo``, ``stem_names`` (parameters at layer depth
+    0) and ``stage_entry`` (the per-stage downsampling module), build
+    ``self.stages`` (``stages.{i}.blocks.{j}`` names), ``self.mask_token``
+    and ``self.num_features``, call :meth:`_add_output_norms` and
+    :meth:`_freeze_stages`, and implement :meth:`_forward_um` and
+    :meth:`_forward_full`.
+
+    Args:
+        arch (str | dict): A name in ``arch_zoo`` or a custom dict.
+        patch_size (int): Stride of the first patch embedding. Defaults to 4.
+        mask_patch_size (int): Pixel size of a mask patch (the masks' grid
+            unit), a multiple of ``patch_size``. Defaults to 16.
+        out_indices (int | Sequence[int]): Stages whose normalised outputs
+            are returned. Defaults to ``(3, )``.
+        frozen_stages (int): Freeze the stem and stages up to this index;
+            -1 freezes nothing. Defaults to -1.
+        norm_eval (bool): Keep batch-norm layers in eval mode. Defaults to
+            False.
+        with_cp (bool): Gradient checkpointing in every block. Defaults to
+            False.
+        qkv_bias (bool): Bias for q, k, v. Defaults to True.
+        drop_rate (float): Dropout after the position embedding, in the
+            FFNs and after the attention projections. Defaults to 0.
+        attn_drop_rate (float): Attention dropout. Defaults to 0.
+        drop_path_rate (float): Stochastic depth, rising linearly over the
+            blocks. Defaults to 0.1.
+        norm_cfg (dict): Norms inside the blocks (``norm1``, ``norm2``,
+            PVT's spatial reduction). Defaults to ``dict(type='LN')``
+            (eps 1e-5, as the reference).
+        outer_norm_cfg (dict): The output norms ``norm{i}`` (and Swin's
+            patch-embedding and downsampling norms). Defaults to
+            ``dict(type='LN', eps=1e-6)`` (as the reference).
+        init_cfg (dict | list, optional): Initialisation config; a
+            ``Pretrained`` one is loaded with key checks. Defaults to None
+            (:attr:`default_init_cfg`).
     """
     arch_zoo: Dict[str, dict] = {}
     required_arch_keys: Sequence[str] = ('embed_dims', 'depths', 'num_heads')
@@ -56,12 +86,35 @@ class UMBackbone(BaseModule):
     ]
 
     def __init__(self,
+                 arch: Union[str, dict],
+                 patch_size: int = 4,
+                 mask_patch_size: int = 16,
+                 out_indices: Union[int, Sequence[int]] = (3, ),
                  frozen_stages: int = -1,
                  norm_eval: bool = False,
+                 with_cp: bool = False,
+                 qkv_bias: bool = True,
+                 drop_rate: float = 0.,
+                 attn_drop_rate: float = 0.,
+                 drop_path_rate: float = 0.1,
+                 norm_cfg: dict = dict(type='LN'),
+                 outer_norm_cfg: dict = dict(type='LN', eps=1e-6),
                  init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
         super().__init__(init_cfg=init_cfg or self.default_init_cfg)
+        self.arch_settings = self._parse_arch(arch)
+        self._setup_geometry(self.arch_settings, patch_size, mask_patch_size,
+                             out_indices)
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
+        self.with_cp = with_cp
+        self.outer_norm_cfg = outer_norm_cfg
+        self.drop_after_pos = nn.Dropout(drop_rate)
+        #: options of :func:`build_blocks` and of the attention modules
+        self.block_cfg = dict(drop_rate=drop_rate, norm_cfg=norm_cfg,
+                              with_cp=with_cp)
+        self.attn_cfg = dict(qkv_bias=qkv_bias, attn_drop=attn_drop_rate,
+                             proj_drop=drop_rate)
+        self.drop_path_rates = self._drop_path_rates(drop_path_rate)
 
     @property
     def _name(self) -> str:
@@ -119,12 +172,13 @@ class UMBackbone(BaseModule):
         starts = [sum(self.depths[:i]) for i in range(self.num_stages)]
         return [dpr[s:s + d] for s, d in zip(starts, self.depths)]
 
-    def _add_output_norms(self, norm_cfg: dict) -> None:
+    def _add_output_norms(self) -> None:
         """One norm ``norm{i}`` per out index, over ``num_features[i]``."""
         for i in self.out_indices:
-            self.add_module(f'norm{i}',
-                            build_norm_layer(norm_cfg,
-                                             self.num_features[i])[1])
+            self.add_module(
+                f'norm{i}',
+                build_norm_layer(self.outer_norm_cfg,
+                                 self.num_features[i])[1])
 
     def _output(self, i: int, x: Tensor) -> Tensor:
         """Normalise stage ``i``'s ``(B, H, W, C)`` map -> ``(B, C, H, W)``."""
@@ -161,6 +215,47 @@ class UMBackbone(BaseModule):
             gather_patches(x, ids, p, compact_hw), expand_patch_mask(sm, t),
             original_token_coords(ids, gw, compact_hw, t), (gh * t, gw * t))
 
+    def forward(self,
+                x: Tensor,
+                mask: Optional[Tensor] = None,
+                sm_mask: Optional[Tensor] = None,
+                kept_ids: Optional[Tensor] = None) -> Tuple[Tensor, ...]:
+        """Run the encoder in one of three modes.
+
+        Args:
+            x (Tensor): Images ``(B, C, H, W)``.
+            mask (Tensor, optional): ``(B, H/p, W/p)`` bool on the mask-patch
+                grid, True = removed. None: dense mode.
+            sm_mask (Tensor, optional): ``(B, H/p, W/p)`` bool, secondary
+                masking of kept patches. Given (UM-MAE), ``mask`` must be a
+                uniform mask and the encoder runs on the compact image;
+                omitted (SimMIM), masked patches become mask tokens on the
+                full grid.
+            kept_ids (Tensor, optional): ``kept_patch_ids(mask)`` when the
+                caller already has them (UM mode). Defaults to None
+                (computed here).
+
+        Returns:
+            tuple[Tensor]: ``(B, C_i, H_i, W_i)`` for each out index; in UM
+            mode the maps are on the compact grid.
+        """
+        self._check_input(x)
+        if mask is not None and sm_mask is not None:
+            return self._forward_um(
+                self._compact_input(x, mask, sm_mask, kept_ids))
+        token_mask = None if mask is None else self._simmim_tokens(x, mask)
+        return self._forward_full(x, token_mask)
+
+    def _forward_um(self, c: CompactInput) -> Tuple[Tensor, ...]:
+        """Encode the compact input of UM mode."""
+        raise NotImplementedError
+
+    def _forward_full(self, x: Tensor,
+                      token_mask: Optional[Tensor]) -> Tuple[Tensor, ...]:
+        """Encode the full image; ``token_mask`` ``(B, H/4, W/4)`` marks the
+        tokens replaced by the mask token (SimMIM), None in dense mode."""
+        raise NotImplementedError
+
     def _simmim_tokens(self, x: Tensor, mask: Tensor) -> Tensor:
         """Token-level ``(B, H/4, W/4)`` mask of a SimMIM (full-grid) mask."""
         p = check_patch_mask(mask, x.shape[-2:], self._name)
@@ -185,7 +280,7 @@ class UMBackbone(BaseModule):
             return x + token.sum() * 0.
         return x
 
-    def _check_input(self, x: Tensor, um: bool = False) -> None:
+    def _check_input(self, x: Tensor) -> None:
         if x.dim() != 4:
             raise ValueError(f'{self._name}: expected (B, C, H, W) images, '
                              f'got shape {tuple(x.shape)}.')

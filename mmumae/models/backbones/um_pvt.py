@@ -8,7 +8,8 @@ embedding at stage 1 (fixed, or learnable as in the reference fine-tuning
 model), gathered with the tokens in pre-training.
 """
 import math
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+from functools import partial
+from typing import Callable, Dict, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -21,11 +22,11 @@ from mmpretrain.models.utils import resize_pos_embed
 from torch import Tensor
 
 from mmumae.registry import register_backbone
-from ..utils import PreNormBlock, sincos_2d_colfirst
-from .base import UMBackbone
+from ..utils import AttentionBase, build_blocks, sincos_2d_colfirst
+from .base import CompactInput, UMBackbone
 
 
-class AvgPoolSRAttention(BaseModule):
+class AvgPoolSRAttention(AttentionBase):
     """Spatial-reduction attention with average pooling.
 
     Queries come from every token; keys and values from the map average
@@ -35,40 +36,31 @@ class AvgPoolSRAttention(BaseModule):
         embed_dims (int): Channels.
         num_heads (int): Heads.
         sr_ratio (int): Key/value pooling factor. Defaults to 1.
-        qkv_bias (bool): Bias for q, k, v. Defaults to True.
-        attn_drop (float): Attention dropout. Defaults to 0.
-        proj_drop (float): Output dropout. Defaults to 0.
         norm_cfg (dict): Norm after the reduction. Defaults to
             ``dict(type='LN')`` (eps 1e-5, as the reference).
-        init_cfg (dict, optional): Initialisation config. Defaults to None.
+        qkv_bias (bool): Bias for q, k, v. Defaults to True.
+        **kwargs: ``attn_drop``, ``proj_drop``, ``init_cfg`` of
+            :class:`AttentionBase`.
     """
 
     def __init__(self,
                  embed_dims: int,
                  num_heads: int,
                  sr_ratio: int = 1,
-                 qkv_bias: bool = True,
-                 attn_drop: float = 0.,
-                 proj_drop: float = 0.,
                  norm_cfg: dict = dict(type='LN'),
-                 init_cfg: Optional[dict] = None) -> None:
-        super().__init__(init_cfg=init_cfg)
-        self.num_heads = num_heads
-        self.head_dims = embed_dims // num_heads
+                 qkv_bias: bool = True,
+                 **kwargs) -> None:
+        super().__init__(embed_dims, num_heads, **kwargs)
         self.sr_ratio = sr_ratio
         self.q = nn.Linear(embed_dims, embed_dims, bias=qkv_bias)
         self.kv = nn.Linear(embed_dims, embed_dims * 2, bias=qkv_bias)
         self.sr = nn.Conv2d(embed_dims, embed_dims, 1)
         self.norm = build_norm_layer(norm_cfg, embed_dims)[1]
-        self.attn_drop = attn_drop
-        self.proj = nn.Linear(embed_dims, embed_dims)
-        self.proj_drop = nn.Dropout(proj_drop)
 
     def forward(self, x: Tensor, hw: Tuple[int, int]) -> Tensor:
         """x: ``(B, H*W, C)`` -> same shape."""
         b, n, c = x.shape
         q = self.q(x).view(b, n, self.num_heads, self.head_dims)
-        q = q.transpose(1, 2)
         kv = x.transpose(1, 2).reshape(b, c, *hw)
         if self.sr_ratio > 1:
             kv = F.avg_pool2d(kv, self.sr_ratio, self.sr_ratio,
@@ -76,10 +68,7 @@ class AvgPoolSRAttention(BaseModule):
         kv = self.norm(self.sr(kv).flatten(2).transpose(1, 2))
         kv = self.kv(kv).view(b, -1, 2, self.num_heads, self.head_dims)
         k, v = kv.permute(2, 0, 3, 1, 4).unbind(0)
-        out = F.scaled_dot_product_attention(
-            q, k, v, dropout_p=self.attn_drop if self.training else 0.)
-        out = out.transpose(1, 2).reshape(b, n, c)
-        return self.proj_drop(self.proj(out))
+        return self.attend(q.transpose(1, 2), k, v)
 
 
 class UMPVTStage(BaseModule):
@@ -89,17 +78,13 @@ class UMPVTStage(BaseModule):
         in_channels (int): Input channels.
         embed_dims (int): Channels of the stage.
         patch_size (int): Stride of the patch embedding (4 first, then 2).
-        depth (int): Number of blocks.
         num_heads (int): Attention heads.
-        mlp_ratio (float): FFN ratio.
         sr_ratio (int): Key/value pooling factor.
-        drop_path_rates (Sequence[float]): One rate per block.
-        qkv_bias (bool): Bias for q, k, v. Defaults to True.
-        drop_rate (float): Dropout. Defaults to 0.
-        attn_drop_rate (float): Attention dropout. Defaults to 0.
-        with_cp (bool): Gradient checkpointing. Defaults to False.
-        norm_cfg (dict): Block and reduction norms. Defaults to
-            ``dict(type='LN')``.
+        drop_path_rates (Sequence[float]): One per block (sets the depth).
+        block_cfg (dict): :func:`build_blocks` options (``mlp_ratio``,
+            ``drop_rate``, ``norm_cfg``, ``with_cp``); ``norm_cfg`` also
+            serves the spatial reduction.
+        attn_cfg (dict): :class:`AvgPoolSRAttention` options.
         init_cfg (dict, optional): Initialisation config. Defaults to None.
     """
 
@@ -107,32 +92,21 @@ class UMPVTStage(BaseModule):
                  in_channels: int,
                  embed_dims: int,
                  patch_size: int,
-                 depth: int,
                  num_heads: int,
-                 mlp_ratio: float,
                  sr_ratio: int,
                  drop_path_rates: Sequence[float],
-                 qkv_bias: bool = True,
-                 drop_rate: float = 0.,
-                 attn_drop_rate: float = 0.,
-                 with_cp: bool = False,
-                 norm_cfg: dict = dict(type='LN'),
+                 block_cfg: dict,
+                 attn_cfg: dict,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         self.patch_size = patch_size
         self.patch_embed = nn.Conv2d(in_channels, embed_dims, patch_size,
                                      patch_size)
-        self.blocks = ModuleList([
-            PreNormBlock(
-                embed_dims,
-                AvgPoolSRAttention(embed_dims, num_heads, sr_ratio, qkv_bias,
-                                   attn_drop_rate, drop_rate, norm_cfg),
-                int(embed_dims * mlp_ratio),
-                drop_rate=drop_rate,
-                drop_path_rate=drop_path_rates[i],
-                norm_cfg=norm_cfg,
-                with_cp=with_cp) for i in range(depth)
-        ])
+        self.blocks = build_blocks(
+            embed_dims,
+            partial(AvgPoolSRAttention, embed_dims, num_heads, sr_ratio,
+                    block_cfg.get('norm_cfg', dict(type='LN')), **attn_cfg),
+            drop_path_rates, **block_cfg)
 
     def forward(self,
                 x: Tensor,
@@ -191,27 +165,16 @@ class UMPVT(UMBackbone):
         sr_ratios (Sequence[int]): Key/value pooling per stage: (4, 2, 1, 1)
             for pre-training, (8, 4, 2, 1) for fine-tuning and dense tasks.
             Defaults to (8, 4, 2, 1).
-        qkv_bias (bool): Bias for q, k, v. Defaults to True.
-        drop_rate (float): Dropout. Defaults to 0.
-        attn_drop_rate (float): Attention dropout. Defaults to 0.
-        drop_path_rate (float): Stochastic depth, linear over blocks.
-            Defaults to 0.1.
-        out_indices (Sequence[int]): Stages to output (each normalised).
-            Defaults to ``(3, )``.
-        frozen_stages (int): Freeze stages up to this index; -1 = none.
-            Defaults to -1.
-        norm_eval (bool): Keep batch norms in eval mode. Defaults to False.
-        with_cp (bool): Gradient checkpointing. Defaults to False.
-        mask_patch_size (int): Pixel size of a mask patch. Defaults to 16.
         learnable_pos_embed (bool): Learn the stage-1 position embedding
             (parameter ``pos_embed``). Defaults to False.
         pretrain_img_size (int | tuple): Image size the learnable
             ``pos_embed`` is stored for. Defaults to 256.
-        norm_cfg (dict): Norms inside the blocks and of the spatial
-            reduction. Defaults to ``dict(type='LN')`` (eps 1e-5).
-        outer_norm_cfg (dict): The output norms. Defaults to
-            ``dict(type='LN', eps=1e-6)`` (as the reference).
-        init_cfg (dict | list, optional): Initialisation config.
+        **kwargs: The options every UM backbone has (``mask_patch_size``,
+            ``out_indices``, ``frozen_stages``, ``norm_eval``, ``with_cp``,
+            ``qkv_bias``, ``drop_rate``, ``attn_drop_rate``,
+            ``drop_path_rate`` (0.1), ``norm_cfg`` (blocks and spatial
+            reduction), ``outer_norm_cfg`` (output norms), ``init_cfg``):
+            see :class:`UMBackbone`.
     """
     stem_names = ('mask_token', 'pos_embed')
     stage_entry = 'patch_embed'
@@ -235,24 +198,11 @@ class UMPVT(UMBackbone):
                  in_channels: int = 3,
                  patch_size: int = 4,
                  sr_ratios: Sequence[int] = (8, 4, 2, 1),
-                 qkv_bias: bool = True,
-                 drop_rate: float = 0.,
-                 attn_drop_rate: float = 0.,
-                 drop_path_rate: float = 0.1,
-                 out_indices: Sequence[int] = (3, ),
-                 frozen_stages: int = -1,
-                 norm_eval: bool = False,
-                 with_cp: bool = False,
-                 mask_patch_size: int = 16,
                  learnable_pos_embed: bool = False,
                  pretrain_img_size: Union[int, Tuple[int, int]] = 256,
-                 norm_cfg: dict = dict(type='LN'),
-                 outer_norm_cfg: dict = dict(type='LN', eps=1e-6),
-                 init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
-        super().__init__(frozen_stages, norm_eval, init_cfg)
-        arch = self._parse_arch(arch)
-        self.arch_settings = arch
-        self._setup_geometry(arch, patch_size, mask_patch_size, out_indices)
+                 **kwargs) -> None:
+        super().__init__(arch, patch_size, **kwargs)
+        arch = self.arch_settings
         self.embed_dims = list(arch['embed_dims'])
         mlp_ratios = list(arch.get('mlp_ratios', [4] * self.num_stages))
         if not (len(self.embed_dims) == len(mlp_ratios) == self.num_stages
@@ -271,26 +221,15 @@ class UMPVT(UMBackbone):
         if learnable_pos_embed:
             self.pos_embed = nn.Parameter(
                 sincos_2d_colfirst(*self.pos_grid, self.embed_dims[0])[None])
-        self.drop_after_pos = nn.Dropout(drop_rate)
-        dpr = self._drop_path_rates(drop_path_rate)
-        self.stages = ModuleList()
-        for i in range(self.num_stages):
-            self.stages.append(
-                UMPVTStage(
-                    in_channels if i == 0 else self.embed_dims[i - 1],
-                    self.embed_dims[i],
-                    patch_size if i == 0 else 2,
-                    self.depths[i],
-                    self.num_heads[i],
-                    mlp_ratios[i],
-                    self.sr_ratios[i],
-                    dpr[i],
-                    qkv_bias=qkv_bias,
-                    drop_rate=drop_rate,
-                    attn_drop_rate=attn_drop_rate,
-                    with_cp=with_cp,
-                    norm_cfg=norm_cfg))
-        self._add_output_norms(outer_norm_cfg)
+        self.stages = ModuleList([
+            UMPVTStage(in_channels if i == 0 else self.embed_dims[i - 1],
+                       dims, patch_size if i == 0 else 2, self.num_heads[i],
+                       self.sr_ratios[i], self.drop_path_rates[i],
+                       dict(self.block_cfg, mlp_ratio=mlp_ratios[i]),
+                       self.attn_cfg)
+            for i, dims in enumerate(self.embed_dims)
+        ])
+        self._add_output_norms()
         self._freeze_stages()
 
     def position_embedding(self, hw: Tuple[int, int], device,
@@ -331,38 +270,26 @@ class UMPVT(UMBackbone):
                       f'{side}x{side} to {self.pos_grid}.', logger='current')
         return state
 
-    def forward(self,
-                x: Tensor,
-                mask: Optional[Tensor] = None,
-                sm_mask: Optional[Tensor] = None,
-                kept_ids: Optional[Tensor] = None) -> Tuple[Tensor, ...]:
-        """Run the encoder.
+    def _forward_um(self, c: CompactInput) -> Tuple[Tensor, ...]:
+        """UM mode: each compact token takes the embedding of its original
+        position."""
+        pe = self.position_embedding(c.full_hw, c.image.device,
+                                     c.image.dtype)
+        idx = c.coords[..., 0] * c.full_hw[1] + c.coords[..., 1]
+        return self._run_stages(c.image, c.sm_tokens.flatten(1),
+                                pe[idx.flatten(1)])
 
-        Args:
-            x (Tensor): Images ``(B, C, H, W)``.
-            mask (Tensor, optional): ``(B, H/p, W/p)`` bool, True = removed.
-            sm_mask (Tensor, optional): ``(B, H/p, W/p)`` bool; given, the
-                encoder runs UM-MAE on the compact grid, else SimMIM.
-            kept_ids (Tensor, optional): ``kept_patch_ids(mask)`` when the
-                caller already has them (UM mode). Defaults to None.
-
-        Returns:
-            tuple[Tensor]: ``(B, C_i, H_i, W_i)`` for each out index.
-        """
-        um = mask is not None and sm_mask is not None
-        self._check_input(x, um=um)
+    def _forward_full(self, x: Tensor,
+                      token_mask: Optional[Tensor]) -> Tuple[Tensor, ...]:
+        """Dense and SimMIM modes: the whole stage-1 table."""
         p = self.patch_size
-        full_hw = (-(-x.shape[2] // p), -(-x.shape[3] // p))
-        pe = self.position_embedding(full_hw, x.device, x.dtype)
-        if um:
-            x, sm_tokens, coords, _ = self._compact_input(
-                x, mask, sm_mask, kept_ids)
-            token_mask = sm_tokens.flatten(1)
-            pos = pe[(coords[..., 0] * full_hw[1] + coords[..., 1]).flatten(1)]
-        else:
-            token_mask = None if mask is None else self._simmim_tokens(
-                x, mask).flatten(1)
-            pos = pe[None]
+        hw = (-(-x.shape[2] // p), -(-x.shape[3] // p))
+        pe = self.position_embedding(hw, x.device, x.dtype)
+        return self._run_stages(
+            x, None if token_mask is None else token_mask.flatten(1), pe[None])
+
+    def _run_stages(self, x: Tensor, token_mask: Optional[Tensor],
+                    pos: Tensor) -> Tuple[Tensor, ...]:
 
         def prepare(tokens: Tensor) -> Tensor:
             tokens = self._apply_mask_token(tokens, token_mask)

@@ -19,20 +19,19 @@ from mmengine.model import BaseModule, ModuleList
 from torch import Tensor
 
 from mmumae.registry import register_backbone
-from ..utils import (PreNormBlock, SizeCache, WindowGeometry,
+from ..utils import (AttentionBase, SizeCache, WindowGeometry, build_blocks,
                      build_window_geometry, from_windows, to_windows)
-from .base import UMBackbone
+from .base import CompactInput, UMBackbone
 
 
-class PositionMLPWindowAttention(BaseModule):
+class PositionMLPWindowAttention(AttentionBase):
     """(Shifted-)window multi-head self-attention, position-MLP bias.
 
     The bias of a token pair is ``MLP(sign(d) * log(1 + |d|))`` where ``d`` is
-    the difference of their original coordinates in this stage's token
-    units; the MLP is a 1x1 conv 2 -> ``rpe_hidden_dims``, ReLU, 1x1 conv ->
-    ``num_heads``. The map is padded, shifted and cut into windows as the
-    :class:`WindowGeometry` says; attention runs through
-    :func:`torch.nn.functional.scaled_dot_product_attention`.
+    the difference of their original coordinates (key minus query) in this
+    stage's token units; the MLP is a 1x1 conv 2 -> ``rpe_hidden_dims``,
+    ReLU, 1x1 conv -> ``num_heads``. The map is padded, shifted and cut into
+    windows as the :class:`WindowGeometry` says.
 
     Args:
         embed_dims (int): Number of channels.
@@ -40,9 +39,8 @@ class PositionMLPWindowAttention(BaseModule):
         rpe_hidden_dims (int): Hidden width of the position MLP.
             Defaults to 32.
         qkv_bias (bool): Add a bias to q, k, v. Defaults to True.
-        attn_drop (float): Attention dropout. Defaults to 0.
-        proj_drop (float): Output dropout. Defaults to 0.
-        init_cfg (dict, optional): Initialisation config. Defaults to None.
+        **kwargs: ``attn_drop``, ``proj_drop``, ``init_cfg`` of
+            :class:`AttentionBase`.
     """
 
     def __init__(self,
@@ -50,17 +48,9 @@ class PositionMLPWindowAttention(BaseModule):
                  num_heads: int,
                  rpe_hidden_dims: int = 32,
                  qkv_bias: bool = True,
-                 attn_drop: float = 0.,
-                 proj_drop: float = 0.,
-                 init_cfg: Optional[dict] = None) -> None:
-        super().__init__(init_cfg=init_cfg)
-        self.embed_dims = embed_dims
-        self.num_heads = num_heads
-        self.head_dims = embed_dims // num_heads
+                 **kwargs) -> None:
+        super().__init__(embed_dims, num_heads, **kwargs)
         self.qkv = nn.Linear(embed_dims, embed_dims * 3, bias=qkv_bias)
-        self.attn_drop = attn_drop
-        self.proj = nn.Linear(embed_dims, embed_dims)
-        self.proj_drop = nn.Dropout(proj_drop)
         self.rpe_mlp = nn.Sequential(
             nn.Conv2d(2, rpe_hidden_dims, 1), nn.ReLU(inplace=True),
             nn.Conv2d(rpe_hidden_dims, num_heads, 1))
@@ -75,23 +65,16 @@ class PositionMLPWindowAttention(BaseModule):
         bias = table.index_select(1, idx.flatten()).view(-1, *idx.shape)
         return bias.permute(1, 2, 0, 3, 4)  # (Bc, nW, heads, N, N)
 
-    def window_attention(self, x: Tensor, geo: WindowGeometry) -> Tensor:
-        """x: ``(B, nW, N, C)`` windows -> same shape."""
-        b, nw, n, c = x.shape
-        qkv = self.qkv(x).view(b, nw, n, 3, self.num_heads, self.head_dims)
+    def forward(self, x: Tensor, geo: WindowGeometry) -> Tensor:
+        """x: ``(B, H, W, C)`` map -> same shape."""
+        win = to_windows(x, geo)  # (B, nW, N, C)
+        b, nw, n, _ = win.shape
+        qkv = self.qkv(win).view(b, nw, n, 3, self.num_heads, self.head_dims)
         q, k, v = qkv.permute(3, 0, 1, 4, 2, 5).unbind(0)  # (B, nW, h, N, d)
         bias = self.position_bias(geo)
         if geo.attn_mask is not None:
             bias = bias + geo.attn_mask
-        out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=bias.to(q.dtype),
-            dropout_p=self.attn_drop if self.training else 0.)
-        out = out.transpose(2, 3).reshape(b, nw, n, c)
-        return self.proj_drop(self.proj(out))
-
-    def forward(self, x: Tensor, geo: WindowGeometry) -> Tensor:
-        """x: ``(B, H, W, C)`` map -> same shape."""
-        win = self.window_attention(to_windows(x, geo), geo)
+        win = self.attend(q, k, v, bias.to(q.dtype))
         return from_windows(win, geo, x.shape[1:3])
 
 
@@ -129,18 +112,12 @@ class UMSwinStage(BaseModule):
     Args:
         in_channels (int): Input channels.
         embed_dims (int): Channels of the stage.
-        depth (int): Number of blocks.
         num_heads (int): Attention heads.
+        drop_path_rates (Sequence[float]): One per block (sets the depth).
         downsample (bool): Start with a :class:`UMSwinDownsample`.
-        drop_path_rates (Sequence[float]): One rate per block.
-        mlp_ratio (float): FFN ratio. Defaults to 4.
-        rpe_hidden_dims (int): Hidden width of the position MLP.
-            Defaults to 32.
-        qkv_bias (bool): Bias for q, k, v. Defaults to True.
-        drop_rate (float): Dropout rate. Defaults to 0.
-        attn_drop_rate (float): Attention dropout. Defaults to 0.
-        with_cp (bool): Gradient checkpointing. Defaults to False.
-        norm_cfg (dict): Block norms. Defaults to ``dict(type='LN')``.
+        block_cfg (dict): :func:`build_blocks` options (``mlp_ratio``,
+            ``drop_rate``, ``norm_cfg``, ``with_cp``).
+        attn_cfg (dict): :class:`PositionMLPWindowAttention` options.
         downsample_norm_cfg (dict): Norm of the downsampling. Defaults to
             ``dict(type='LN', eps=1e-6)``.
         init_cfg (dict, optional): Initialisation config. Defaults to None.
@@ -149,36 +126,22 @@ class UMSwinStage(BaseModule):
     def __init__(self,
                  in_channels: int,
                  embed_dims: int,
-                 depth: int,
                  num_heads: int,
-                 downsample: bool,
                  drop_path_rates: Sequence[float],
-                 mlp_ratio: float = 4.,
-                 rpe_hidden_dims: int = 32,
-                 qkv_bias: bool = True,
-                 drop_rate: float = 0.,
-                 attn_drop_rate: float = 0.,
-                 with_cp: bool = False,
-                 norm_cfg: dict = dict(type='LN'),
+                 downsample: bool,
+                 block_cfg: dict,
+                 attn_cfg: dict,
                  downsample_norm_cfg: dict = dict(type='LN', eps=1e-6),
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         self.downsample = UMSwinDownsample(
             in_channels, embed_dims,
             downsample_norm_cfg) if downsample else None
-        self.shifted = [i % 2 == 1 for i in range(depth)]
-        self.blocks = ModuleList([
-            PreNormBlock(
-                embed_dims,
-                PositionMLPWindowAttention(embed_dims, num_heads,
-                                           rpe_hidden_dims, qkv_bias,
-                                           attn_drop_rate, drop_rate),
-                int(embed_dims * mlp_ratio),
-                drop_rate=drop_rate,
-                drop_path_rate=drop_path_rates[i],
-                norm_cfg=norm_cfg,
-                with_cp=with_cp) for i in range(depth)
-        ])
+        self.shifted = [i % 2 == 1 for i in range(len(drop_path_rates))]
+        self.blocks = build_blocks(
+            embed_dims,
+            partial(PositionMLPWindowAttention, embed_dims, num_heads,
+                    **attn_cfg), drop_path_rates, **block_cfg)
 
     def forward(
         self, x: Tensor, coords: Tensor,
@@ -235,27 +198,12 @@ class UMSwinTransformer(UMBackbone):
             fine-tuning and dense tasks. A window not smaller than the map
             shrinks to it and stops shifting. Defaults to 16.
         mlp_ratio (float): FFN ratio. Defaults to 4.
-        qkv_bias (bool): Bias for q, k, v. Defaults to True.
-        drop_rate (float): Dropout rate. Defaults to 0.
-        attn_drop_rate (float): Attention dropout rate. Defaults to 0.
-        drop_path_rate (float): Stochastic depth, linearly increasing over
-            blocks. Defaults to 0.1.
-        out_indices (Sequence[int]): Stages whose (normalised) outputs are
-            returned. Defaults to ``(3, )``.
-        frozen_stages (int): Freeze the patch embedding and stages up to
-            this index; -1 freezes nothing. Defaults to -1.
-        norm_eval (bool): Keep batch-norm layers in eval mode. Defaults to
-            False.
-        with_cp (bool): Gradient checkpointing in every block. Defaults to
-            False.
-        mask_patch_size (int): Pixel size of a mask patch (the masks' grid
-            unit). Must be a multiple of ``patch_size``. Defaults to 16.
-        norm_cfg (dict): Norms inside the blocks (``norm1``, ``norm2``).
-            Defaults to ``dict(type='LN')`` (eps 1e-5, as the reference).
-        outer_norm_cfg (dict): The patch-embedding norm, the downsampling
-            norms and the output norms. Defaults to
-            ``dict(type='LN', eps=1e-6)`` (as the reference).
-        init_cfg (dict | list, optional): Initialisation config.
+        **kwargs: The options every UM backbone has (``mask_patch_size``,
+            ``out_indices``, ``frozen_stages``, ``norm_eval``, ``with_cp``,
+            ``qkv_bias``, ``drop_rate``, ``attn_drop_rate``,
+            ``drop_path_rate`` (0.1), ``norm_cfg``, ``outer_norm_cfg``
+            (also the patch-embedding and downsampling norms),
+            ``init_cfg``): see :class:`UMBackbone`.
     """
     stem_names = ('patch_embed', 'patch_norm', 'mask_token')
     stage_entry = 'downsample'
@@ -280,26 +228,13 @@ class UMSwinTransformer(UMBackbone):
                  in_channels: int = 3,
                  window_size: int = 16,
                  mlp_ratio: float = 4.,
-                 qkv_bias: bool = True,
-                 drop_rate: float = 0.,
-                 attn_drop_rate: float = 0.,
-                 drop_path_rate: float = 0.1,
-                 out_indices: Sequence[int] = (3, ),
-                 frozen_stages: int = -1,
-                 norm_eval: bool = False,
-                 with_cp: bool = False,
-                 mask_patch_size: int = 16,
-                 norm_cfg: dict = dict(type='LN'),
-                 outer_norm_cfg: dict = dict(type='LN', eps=1e-6),
-                 init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
-        super().__init__(frozen_stages, norm_eval, init_cfg)
-        arch = self._parse_arch(arch)
-        self.arch_settings = arch
+                 **kwargs) -> None:
+        super().__init__(arch, patch_size, **kwargs)
+        arch = self.arch_settings
         self.embed_dims = arch['embed_dims']
         self.num_features = [
             self.embed_dims * 2**i for i in range(len(arch['depths']))
         ]
-        self._setup_geometry(arch, patch_size, mask_patch_size, out_indices)
         if not isinstance(window_size, int) or window_size <= 0:
             raise ValueError(
                 f'UMSwinTransformer: window_size={window_size!r} must be a '
@@ -310,32 +245,19 @@ class UMSwinTransformer(UMBackbone):
 
         self.patch_embed = nn.Conv2d(in_channels, self.embed_dims,
                                      patch_size, patch_size)
-        self.patch_norm = build_norm_layer(outer_norm_cfg,
+        self.patch_norm = build_norm_layer(self.outer_norm_cfg,
                                            self.embed_dims)[1]
         self.mask_token = nn.Parameter(torch.zeros(1, 1, 1, self.embed_dims))
-        self.drop_after_pos = nn.Dropout(drop_rate)
-
-        dpr = self._drop_path_rates(drop_path_rate)
-        self.stages = ModuleList()
-        for i, (depth, dims) in enumerate(zip(self.depths,
-                                              self.num_features)):
-            self.stages.append(
-                UMSwinStage(
-                    self.num_features[max(i - 1, 0)],
-                    dims,
-                    depth,
-                    self.num_heads[i],
-                    i > 0,
-                    dpr[i],
-                    mlp_ratio=mlp_ratio,
-                    rpe_hidden_dims=arch.get('rpe_hidden_dims', 32),
-                    qkv_bias=qkv_bias,
-                    drop_rate=drop_rate,
-                    attn_drop_rate=attn_drop_rate,
-                    with_cp=with_cp,
-                    norm_cfg=norm_cfg,
-                    downsample_norm_cfg=outer_norm_cfg))
-        self._add_output_norms(outer_norm_cfg)
+        attn_cfg = dict(
+            self.attn_cfg, rpe_hidden_dims=arch.get('rpe_hidden_dims', 32))
+        self.stages = ModuleList([
+            UMSwinStage(self.num_features[max(i - 1, 0)], dims,
+                        self.num_heads[i], self.drop_path_rates[i], i > 0,
+                        dict(self.block_cfg, mlp_ratio=mlp_ratio), attn_cfg,
+                        self.outer_norm_cfg)
+            for i, dims in enumerate(self.num_features)
+        ])
+        self._add_output_norms()
         self._freeze_stages()
 
     def _extra_init(self) -> None:
@@ -369,45 +291,25 @@ class UMSwinTransformer(UMBackbone):
         x = self._apply_mask_token(x, token_mask)
         return self.drop_after_pos(self.patch_norm(x))
 
-    def forward(self,
-                x: Tensor,
-                mask: Optional[Tensor] = None,
-                sm_mask: Optional[Tensor] = None,
-                kept_ids: Optional[Tensor] = None) -> Tuple[Tensor, ...]:
-        """Run the encoder.
+    def _forward_um(self, c: CompactInput) -> Tuple[Tensor, ...]:
+        """UM mode: differences of original coordinates on the compact grid
+        are multiples of ``gcd(2**i, t)`` (see ``window_geometry``)."""
+        quanta = [math.gcd(2**i, self.tokens_per_patch)
+                  for i in range(self.num_stages)]
+        radii = [(max(c.full_hw) - 1) // q for q in quanta]
+        return self._run_stages(
+            self._embed(c.image, c.sm_tokens), c.coords, quanta, radii)
 
-        Args:
-            x (Tensor): Images ``(B, C, H, W)``.
-            mask (Tensor, optional): ``(B, H/p, W/p)`` bool on the mask-patch
-                grid, True = removed. None for dense mode.
-            sm_mask (Tensor, optional): ``(B, H/p, W/p)`` bool, secondary
-                masking of kept patches. Given (UM-MAE), ``mask`` must be a
-                uniform mask and the encoder runs on the compact grid;
-                omitted (SimMIM), masked patches become mask tokens on the
-                full grid.
-            kept_ids (Tensor, optional): ``kept_patch_ids(mask)`` when the
-                caller already has them (UM mode). Defaults to None
-                (computed here).
+    def _forward_full(self, x: Tensor,
+                      token_mask: Optional[Tensor]) -> Tuple[Tensor, ...]:
+        """Dense and SimMIM modes: the regular grid."""
+        x = self._embed(x, token_mask)
+        coords = self._grid_coords(*x.shape[1:3], x.device)
+        quanta = [2**i for i in range(self.num_stages)]
+        return self._run_stages(x, coords, quanta, [None] * self.num_stages)
 
-        Returns:
-            tuple[Tensor]: ``(B, C_i, H_i, W_i)`` for each out index; in UM
-            mode the maps are on the compact grid.
-        """
-        self._check_input(x, um=mask is not None and sm_mask is not None)
-        if mask is not None and sm_mask is not None:
-            img, token_mask, coords, full_hw = self._compact_input(
-                x, mask, sm_mask, kept_ids)
-            x = self._embed(img, token_mask)
-            quanta = [math.gcd(2**i, self.tokens_per_patch)
-                      for i in range(self.num_stages)]
-            radii = [(max(full_hw) - 1) // q for q in quanta]
-        else:
-            token_mask = None if mask is None else self._simmim_tokens(
-                x, mask)
-            x = self._embed(x, token_mask)
-            coords = self._grid_coords(*x.shape[1:3], x.device)
-            quanta = [2**i for i in range(self.num_stages)]
-            radii = [None] * self.num_stages
+    def _run_stages(self, x: Tensor, coords: Tensor, quanta: List[int],
+                    radii: List[Optional[int]]) -> Tuple[Tensor, ...]:
         outs = []
         for i, stage in enumerate(self.stages):
             x, coords = stage(

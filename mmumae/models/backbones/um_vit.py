@@ -35,15 +35,13 @@ class UMMAEViT(MAEViT):
         super().init_weights()
         trunc_normal_(self.mask_token, std=.02)
 
-    def forward(self,
-                x: Tensor,
-                mask: Optional[Tensor] = None,
+    def forward(self, x: Tensor, mask: Optional[Tensor] = None,
                 sm_mask: Optional[Tensor] = None,
                 kept_ids: Optional[Tensor] = None) -> Tuple[Tensor, ...]:
         """Encode the uniformly sampled tokens (or the full image).
 
         Args:
-            x (Tensor): Images ``(B, C, H, W)``.
+            x (Tensor): ``(B, C, H, W)`` images.
             mask (Tensor, optional): ``(B, H/16, W/16)`` US mask.
             sm_mask (Tensor, optional): ``(B, H/16, W/16)`` SM mask.
             kept_ids (Tensor, optional): ``kept_patch_ids(mask)`` when the

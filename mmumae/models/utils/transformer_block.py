@@ -1,13 +1,56 @@
 """The pre-norm transformer block shared by the UM Swin and PVT backbones."""
-from typing import Optional
+from typing import Callable, Optional, Sequence
 
 import torch.nn as nn
+import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from mmcv.cnn import build_norm_layer
 from mmcv.cnn.bricks.drop import build_dropout
 from mmcv.cnn.bricks.transformer import FFN
-from mmengine.model import BaseModule
+from mmengine.model import BaseModule, ModuleList
 from torch import Tensor
+
+
+class AttentionBase(BaseModule):
+    """What every attention of the UM backbones shares: heads, the output
+    projection, dropouts and the fused attention call.
+
+    Subclasses add their q/k/v projections and call :meth:`attend`.
+
+    Args:
+        embed_dims (int): Number of channels.
+        num_heads (int): Number of heads.
+        attn_drop (float): Attention dropout. Defaults to 0.
+        proj_drop (float): Output dropout. Defaults to 0.
+        init_cfg (dict, optional): Initialisation config. Defaults to None.
+    """
+
+    def __init__(self,
+                 embed_dims: int,
+                 num_heads: int,
+                 attn_drop: float = 0.,
+                 proj_drop: float = 0.,
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        self.embed_dims = embed_dims
+        self.num_heads = num_heads
+        self.head_dims = embed_dims // num_heads
+        self.attn_drop = attn_drop
+        self.proj = nn.Linear(embed_dims, embed_dims)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def attend(self,
+               q: Tensor,
+               k: Tensor,
+               v: Tensor,
+               bias: Optional[Tensor] = None) -> Tensor:
+        """``(..., heads, N, d)`` queries, keys, values -> ``(..., N, C)``
+        projected output; ``bias`` is added to the attention logits."""
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=bias,
+            dropout_p=self.attn_drop if self.training else 0.)
+        out = out.transpose(-3, -2).flatten(-2)
+        return self.proj_drop(self.proj(out))
 
 
 class PreNormBlock(BaseModule):
@@ -72,3 +115,24 @@ class PreNormBlock(BaseModule):
         if self.with_cp and x.requires_grad:
             return cp.checkpoint(self._forward, x, *args, use_reentrant=False)
         return self._forward(x, *args)
+
+
+def build_blocks(embed_dims: int,
+                 attn: Callable[[], nn.Module],
+                 drop_path_rates: Sequence[float],
+                 mlp_ratio: float = 4.,
+                 drop_rate: float = 0.,
+                 norm_cfg: dict = dict(type='LN'),
+                 with_cp: bool = False) -> ModuleList:
+    """One :class:`PreNormBlock` per drop-path rate, each with a fresh
+    attention module ``attn()``."""
+    return ModuleList([
+        PreNormBlock(
+            embed_dims,
+            attn(),
+            int(embed_dims * mlp_ratio),
+            drop_rate=drop_rate,
+            drop_path_rate=rate,
+            norm_cfg=norm_cfg,
+            with_cp=with_cp) for rate in drop_path_rates
+    ])

@@ -147,7 +147,7 @@ class SafeRunner(Runner):
         raise RunError(
             f'resume: no loadable checkpoint in {self.work_dir}; tried: '
             f'{"; ".join(problems)}. Give --resume CKPT, or start afresh '
-            'with --overwrite.')
+            '(no --resume, with --overwrite).')
 
     def _read(self, filename: str, map_location: Union[str, Callable]):
         preloaded = getattr(self, '_preloaded', None)

@@ -172,10 +172,10 @@ class AttentionRecorder:
     def full_mask(self, key) -> torch.Tensor:
         """The additive attention mask of a call, ``(B, nW, heads, N, N)``."""
         call = self.calls[key]
-        q = call['q']
-        n_keys = call['k'].shape[-2]
-        return torch.broadcast_to(call['attn_mask'],
-                                  (*q.shape[:-1], n_keys))
+        shape = (*call['q'].shape[:-1], call['k'].shape[-2])
+        if call['attn_mask'] is None:
+            return torch.zeros(shape)
+        return torch.broadcast_to(call['attn_mask'], shape)
 
 
 def set_identity_position_mlp(attn) -> None:

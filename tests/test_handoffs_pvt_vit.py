@@ -16,9 +16,9 @@ PVT = dict(embed_dims=[16, 16, 32, 32], depths=[1, 1, 1, 1],
 SWIN = dict(embed_dims=8, depths=[1, 1, 1, 1], num_heads=[1, 1, 2, 2])
 
 
-def _pvt() -> UMPVT:
+def _pvt(sr_ratios=(4, 2, 1, 1)) -> UMPVT:
     torch.manual_seed(0)
-    model = UMPVT(arch=PVT, sr_ratios=(4, 2, 1, 1), drop_path_rate=0.)
+    model = UMPVT(arch=PVT, sr_ratios=sr_ratios, drop_path_rate=0.)
     model.init_weights()
     with torch.no_grad():  # non-trivial norms and mask token
         for m in model.modules():
@@ -29,26 +29,35 @@ def _pvt() -> UMPVT:
     return model.eval()
 
 
-def test_pvt_keys_and_values_are_the_normalised_pooled_map(monkeypatch):
-    """128 px: compact stage maps 16, 8, 4, 2 with sr 4, 2, 1, 1. At every
-    stage k, v = kv(LN(conv1x1(avgpool_sr(x)))) and q = q(x) for the
-    normalised block input x."""
-    model = _pvt()
+@pytest.mark.parametrize('um', [True, False])
+def test_pvt_keys_and_values_are_the_normalised_pooled_map(monkeypatch, um):
+    """UM at 128 px: compact stage maps 16, 8, 4, 2 with sr 4, 2, 1, 1;
+    dense at 80x112: maps 20x28, 10x14, 5x7, 3x4 with sr 8, 4, 2, 1 (partial
+    border cells pooled too: 3x4 keys at every stage). At every stage
+    k, v = kv(LN(conv1x1(avgpool_sr(x)))) and q = q(x) for the normalised
+    block input x."""
+    srs = (4, 2, 1, 1) if um else (8, 4, 2, 1)
+    model = _pvt(srs)
     recorder = AttentionRecorder(model, monkeypatch)
     inputs = {}
     for i, stage in enumerate(model.stages):
         stage.blocks[0].attn.register_forward_pre_hook(
             lambda m, args, i=i: inputs.__setitem__(i, args[0]))
-    mask, sm = um_masks(2, 128, seed=6)
-    model(torch.randn(2, 3, 128, 128), mask, sm)
-    for i, (side, sr) in enumerate(((16, 4), (8, 2), (4, 1), (2, 1))):
+    if um:
+        mask, sm = um_masks(2, 128, seed=6)
+        model(torch.randn(2, 3, 128, 128), mask, sm)
+        sizes, keys = [(16, 16), (8, 8), (4, 4), (2, 2)], [16, 16, 16, 4]
+    else:
+        model(torch.randn(2, 3, 80, 112))
+        sizes, keys = [(20, 28), (10, 14), (5, 7), (3, 4)], [12] * 4
+    for i, ((h, w), sr) in enumerate(zip(sizes, srs)):
         attn = model.stages[i].blocks[0].attn
-        x = inputs[i]  # (B, side*side, C)
+        x = inputs[i]  # (B, h*w, C)
         b, n, c = x.shape
-        assert n == side * side
-        pooled = F.avg_pool2d(x.transpose(1, 2).reshape(b, c, side, side),
-                              sr) if sr > 1 else x.transpose(1, 2).reshape(
-                                  b, c, side, side)
+        assert n == h * w
+        pooled = x.transpose(1, 2).reshape(b, c, h, w)
+        if sr > 1:
+            pooled = F.avg_pool2d(pooled, sr, ceil_mode=True)
         reduced = attn.sr(pooled).flatten(2).transpose(1, 2)
         normed = F.layer_norm(reduced, (c, ), attn.norm.weight,
                               attn.norm.bias, attn.norm.eps)
@@ -56,7 +65,7 @@ def test_pvt_keys_and_values_are_the_normalised_pooled_map(monkeypatch):
             2, 0, 3, 1, 4)
         q = attn.q(x).view(b, n, 2, c // 2).transpose(1, 2)
         call = recorder.calls[(i, 0)]
-        assert call['k'].shape[-2] == (side // sr)**2, f'stage {i}: sr'
+        assert call['k'].shape[-2] == keys[i], f'stage {i}: sr'
         torch.testing.assert_close(call['k'], k, msg=f'stage {i} keys')
         torch.testing.assert_close(call['q'], q, msg=f'stage {i} queries')
         torch.testing.assert_close(call['v'], v, msg=f'stage {i} values')

@@ -133,8 +133,11 @@ def test_shifted_mask_blocks_exactly_the_pairs_from_different_regions(
     assert torch.equal(blocked[1], region.view(8, 8).t().flatten()[:, None]
                        != region.view(8, 8).t().flatten()[None, :])
     # unshifted blocks see no mask at all (no padding at 64/128 px)
-    plain = recorder.calls[(0, 0)]['attn_mask']
-    assert plain is None or not (recorder.full_mask((0, 0)) < BLOCKED).any()
+    assert not (recorder.full_mask((0, 0)) < BLOCKED).any()
+    # stage 1 is 8x8: the window covers the map, which is not shifted
+    covering = recorder.full_mask((1, 1))
+    assert covering.shape[1] == 1 and covering.shape[-1] == 64
+    assert not (covering < BLOCKED).any()
 
 
 def test_sm_tokens_are_the_mask_token_passed_through_the_patch_norm():

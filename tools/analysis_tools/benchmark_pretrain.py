@@ -286,6 +286,9 @@ def main(argv=None) -> dict:
         with open(args.result_file, 'w') as f:
             json.dump(result, f)
         return result
+    if args.threads:  # recorded in the machine info; workers set it too
+        import torch
+        torch.set_num_threads(args.threads)
     machine = report.machine_info(args.device)
     command = _command(argv)
     print(f'command: {command}\nmachine: {machine}', flush=True)

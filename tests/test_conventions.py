@@ -4,11 +4,13 @@ See ``shared/docs/official_checkpoint_layout/README.md``: the Swin position
 MLP reads key minus query, LayerNorm eps 1e-6 outside the blocks, and the
 sin-cos tables put the column in the first half of the channels.
 """
+import logging
 import math
 
 import numpy as np
 import pytest
 import torch
+from mmengine.logging import MMLogger
 from mmengine.runner import save_checkpoint
 from mmpretrain.models.utils import resize_pos_embed
 
@@ -160,7 +162,17 @@ def test_fixed_table_model_ignores_a_checkpoint_pos_embed(tmp_path):
     ckpt = str(tmp_path / 'pvt.pth')
     save_checkpoint(dict(state_dict=state), ckpt)
     loaded = UMPVT(init_cfg=dict(type='Pretrained', checkpoint=ckpt), **kw)
-    loaded.init_weights()
+    records = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append
+    logger = MMLogger.get_current_instance()
+    logger.addHandler(handler)
+    try:
+        loaded.init_weights()
+    finally:
+        logger.removeHandler(handler)
+    assert any('pos_embed' in r.getMessage() and 'is ignored' in
+               r.getMessage() for r in records)  # said, not silent
     x = torch.randn(1, 3, 64, 64)
     torch.testing.assert_close(loaded.eval()(x)[0], fixed(x)[0])
     # and a learnable model starts from the same table when the

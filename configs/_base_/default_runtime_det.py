@@ -2,7 +2,10 @@
 # resolve in mmdet's registries first (our backbones are registered there
 # too by `import mmumae`), epoch-based logging, COCO visualisation hook.
 default_scope = 'mmdet'
-custom_imports = dict(imports=['mmumae'], allow_failed_imports=False)
+# mmumae.engine.optimizers: the layer-decay constructor of the schedules
+custom_imports = dict(
+    imports=['mmumae', 'mmumae.engine.optimizers'],
+    allow_failed_imports=False)
 
 default_hooks = dict(
     timer=dict(type='IterTimerHook'),

@@ -1,7 +1,10 @@
 # Runtime of the mmseg configs (configs/mmseg): mmseg's scope (our backbones
 # are registered there too by `import mmumae`), iteration-based logging.
 default_scope = 'mmseg'
-custom_imports = dict(imports=['mmumae'], allow_failed_imports=False)
+# mmumae.engine.optimizers: the layer-decay constructor of the schedules
+custom_imports = dict(
+    imports=['mmumae', 'mmumae.engine.optimizers'],
+    allow_failed_imports=False)
 
 default_hooks = dict(
     timer=dict(type='IterTimerHook'),

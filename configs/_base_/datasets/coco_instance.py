@@ -1,6 +1,8 @@
 # COCO 2017 instance segmentation for mmdet (data/coco: annotations/,
 # train2017/, val2017/): 1333x800 resize, flip; COCO bbox + segm mAP.
-# 2 images per GPU (16 on 8 GPUs, as mmdet's Swin Mask R-CNN).
+# 2 images per GPU (16 on 8 GPUs, as mmdet's Swin Mask R-CNN). Batches
+# are lists (pseudo_collate, stated so that no launcher's default applies):
+# mmdet's data preprocessor pads and stacks them.
 dataset_type = 'CocoDataset'
 data_root = 'data/coco/'
 backend_args = None
@@ -25,6 +27,7 @@ train_dataloader = dict(
     batch_size=2,
     num_workers=2,
     persistent_workers=True,
+    collate_fn=dict(type='pseudo_collate'),
     sampler=dict(type='DefaultSampler', shuffle=True),
     batch_sampler=dict(type='AspectRatioBatchSampler'),
     dataset=dict(
@@ -39,6 +42,7 @@ val_dataloader = dict(
     batch_size=1,
     num_workers=2,
     persistent_workers=True,
+    collate_fn=dict(type='pseudo_collate'),
     drop_last=False,
     sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(

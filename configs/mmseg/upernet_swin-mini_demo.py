@@ -1,0 +1,78 @@
+# Demo: UperNet on the bundled demo ADE20K set (data/demo/ade: 48 train, 16
+# val images of 256x320, 6 of the 150 ADE20K classes present) with the
+# small Swin of configs/ummae/ummae_swin-mini_demo.py, on a CPU in a few
+# minutes: random resize x[0.5, 2.0], 128x128 crops, 160 iterations at
+# batch 4, narrow heads, slide inference (128 crops, stride 85), mIoU on
+# the val split at the end. Starts from the demo pre-training checkpoint
+# (tools/run_demo.sh); tools/run_transfer_demo.sh passes the fine-tuned
+# one, or random init (`model.backbone.init_cfg=None`).
+_base_ = [
+    '../_base_/models/upernet_swin-tiny.py',
+    '../_base_/datasets/ade20k_512.py',
+    '../_base_/schedules/seg_adamw_poly-160k.py',
+    '../_base_/default_runtime_seg.py',
+]
+data_root = 'data/demo/ade/ADEChallengeData2016'
+checkpoint = 'work_dirs/ummae_swin-mini_demo/epoch_20.pth'
+crop_size = (128, 128)
+norm_cfg = dict(type='BN', requires_grad=True)  # one process, no SyncBN
+
+model = dict(
+    data_preprocessor=dict(size=crop_size),
+    backbone=dict(
+        arch=dict(
+            _delete_=True,
+            embed_dims=32,
+            depths=[1, 1, 2, 1],
+            num_heads=[1, 2, 4, 8]),
+        window_size=8,
+        init_cfg=dict(
+            type='Pretrained', checkpoint=checkpoint, prefix='backbone.')),
+    decode_head=dict(
+        in_channels=[32, 64, 128, 256], channels=64, norm_cfg=norm_cfg),
+    auxiliary_head=dict(in_channels=128, channels=32, norm_cfg=norm_cfg),
+    test_cfg=dict(crop_size=crop_size, stride=(85, 85)))
+
+_scale = (320, 256)  # the demo images' own size
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', reduce_zero_label=True),
+    dict(type='RandomResize', scale=_scale, ratio_range=(0.5, 2.0),
+         keep_ratio=True),
+    dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PhotoMetricDistortion'),
+    dict(type='PackSegInputs'),
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=_scale, keep_ratio=True),
+    dict(type='LoadAnnotations', reduce_zero_label=True),
+    dict(type='PackSegInputs'),
+]
+train_dataloader = dict(
+    batch_size=4,
+    num_workers=1,
+    dataset=dict(data_root=data_root, pipeline=train_pipeline))
+val_dataloader = dict(
+    batch_size=1,
+    num_workers=1,
+    dataset=dict(data_root=data_root, pipeline=test_pipeline))
+test_dataloader = val_dataloader
+
+# a short schedule with a larger lr than the paper's (small batch, few
+# steps); AdamW, poly decay and the weight-decay exemptions as the paper's
+max_iters = 160
+train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0,
+         end=20),
+    dict(type='PolyLR', power=1.0, eta_min=0.0, by_epoch=False, begin=20,
+         end=max_iters),
+]
+optim_wrapper = dict(optimizer=dict(lr=5e-4))
+auto_scale_lr = dict(base_batch_size=4)
+default_hooks = dict(
+    logger=dict(interval=20),
+    checkpoint=dict(interval=max_iters, max_keep_ckpts=1))
+randomness = dict(seed=0)

@@ -137,6 +137,18 @@ def test_resume_falls_back_to_newest_loadable(tmp_path, data_dir):
     assert torch.load(work_dir / 'iter_3.pth',
                       weights_only=True)['meta']['iter'] == 3
 
+    # The file last_checkpoint names is gone (deleted by hand, a disk that
+    # filled up): the next newest is used.
+    assert _pointer(work_dir) == 'iter_3.pth'
+    (work_dir / 'iter_3.pth').unlink()
+    before = len(log_text(work_dir))
+    _train(cfg, '--work-dir', work_dir, '--resume', '--cfg-options',
+           'train_cfg.max_iters=3')
+    log = log_text(work_dir)[before:]
+    assert f'checkpoint not found: {work_dir / "iter_3.pth"}' in log
+    assert 'resumed epoch: 0, iter: 2' in log
+    assert _iters(work_dir) == ['iter_1.pth', 'iter_2.pth', 'iter_3.pth']
+
     # Nothing loadable: stop, naming every file tried.
     for path in work_dir.glob('iter_*.pth'):
         path.write_text('not a checkpoint\n')

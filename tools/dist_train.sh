@@ -8,6 +8,8 @@
 # Multi-node: run the same command on every node with
 #   NNODES=<nodes> NODE_RANK=<this node, 0..NNODES-1> MASTER_ADDR=<node 0> PORT=<free port>
 # PYTHON selects the interpreter (default: python).
+# A rank that stalls ends the job after env_cfg.dist_cfg.timeout seconds (10
+# minutes in the shared runtime); re-submit with --resume.
 set -euo pipefail
 
 if [ "$#" -lt 2 ]; then

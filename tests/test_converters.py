@@ -170,6 +170,40 @@ def test_pretrain_to_backbone_loads_everywhere(tmp_path, family):
             same.backbone(x)[-1], pre.backbone(x)[-1], rtol=0, atol=0)
 
 
+def test_vit_finetune_loads_ummae_vit(tmp_path):
+    """The ViT-B fine-tuning config on a UMMAEViT checkpoint (tiny arch):
+    every encoder tensor loads; only the MAE-style pooled-feature norm
+    (``ln2``) is new, the pre-training's ``ln1`` and mask token unused."""
+    arch = dict(embed_dims=64, num_layers=2, num_heads=2,
+                feedforward_channels=128)
+    pre_cfg = Config.fromfile(
+        REPO / 'configs/ummae/ummae_vit-base-p16_8xb512-amp-coslr-200e_'
+        'in1k-224px.py')
+    pre_cfg.model.backbone.arch = arch
+    pre_cfg.model.neck.update(in_channels=64, embed_dims=64, depth=1,
+                              num_heads=2)
+    pre = build(pre_cfg)
+    randomise(pre)
+    full = save_mmengine(pre, pre_cfg, tmp_path / 'vit.pth')
+    out = str(tmp_path / 'vit_backbone.pth')
+    to_backbone.convert(full, out)
+    ft_cfg = Config.fromfile(
+        REPO / 'configs/finetune/vit-base-p16_ummae-pre_8xb128-coslr-100e_'
+        'in1k-224px.py')
+    ft_cfg.model.head.in_channels = 64
+    ours = pre.backbone.state_dict()
+    for ckpt in (full, out):
+        clf = build(ft_cfg, arch=arch, init_cfg=dict(
+            type='Pretrained', checkpoint=ckpt, prefix='backbone.'))
+        clf.init_weights()
+        own = clf.backbone.state_dict()
+        assert sorted(set(ours) - set(own)) == [
+            'ln1.bias', 'ln1.weight', 'mask_token']
+        assert sorted(set(own) - set(ours)) == ['ln2.bias', 'ln2.weight']
+        assert all(torch.equal(v, ours[k]) for k, v in own.items()
+                   if k in ours)
+
+
 def test_finetuned_classifier_to_backbone(tmp_path):
     _, ft_cfg = demo_cfgs('swin')
     clf = build(ft_cfg, init_cfg=None)

@@ -20,11 +20,11 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.runner.checkpoint import save_checkpoint
+from mmpretrain.registry import MODELS
+from tool_helpers import load_tool
 
 import mmumae  # noqa: F401
-from mmpretrain.registry import MODELS
 from mmumae.models.utils.pos_embed import sincos_2d_colfirst
-from tool_helpers import load_tool
 
 REPO = Path(__file__).resolve().parents[1]
 TOOLS = REPO / 'tools' / 'model_converters'

@@ -12,10 +12,10 @@ import pytest
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import DefaultScope
-
-import mmumae  # noqa: F401
 from mmpretrain.engine import LearningRateDecayOptimWrapperConstructor
 from mmpretrain.registry import MODELS
+
+import mmumae  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -22,8 +22,8 @@ import torch
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 from converter_utils import (ConversionError, backbone_from_config,  # noqa
-                             check_keys, load_checkpoint_file,
-                             prefix_counts, save_checkpoint_file, shapes_of)
+                             check_keys, load_checkpoint_file, prefix_counts,
+                             save_checkpoint_file, shapes_of)
 
 PREFIX = 'backbone.'
 

@@ -15,7 +15,7 @@ PY := $(VENV)/bin/python
 DEMO_DATA ?= data/demo
 PYTEST_ARGS ?= -q -ra --durations=10
 
-.PHONY: setup data demo test clean distclean
+.PHONY: setup data demo test clean distclean transfer-demo
 
 setup:
 	MMUMAE_VENV="$(abspath $(VENV))" bash tools/setup_env.sh
@@ -25,6 +25,12 @@ data: setup
 
 demo: data
 	bash tools/run_demo.sh
+
+# pre-train (or reuse work_dirs/ummae_swin-mini_demo) -> fine-tune -> Mask
+# R-CNN and UperNet on the demo data, and the same from random init; prints
+# one table (tools/run_transfer_demo.py).
+transfer-demo: data
+	$(PY) tools/run_transfer_demo.py
 
 # pytest exits 5 when it collected no test; make fails on any non-zero exit,
 # so "no test ran" fails like a failed test does.

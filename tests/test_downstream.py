@@ -247,6 +247,8 @@ def _run_one_step(cfg, work_dir):
     """Train one iteration and evaluate with mmengine's Runner."""
     cfg.work_dir = str(work_dir)
     cfg.log_level = 'WARNING'
+    for loader in ('train_dataloader', 'val_dataloader'):
+        cfg[loader].update(num_workers=0, persistent_workers=False)
     runner = Runner.from_cfg(cfg)
     runner.train()
     return runner

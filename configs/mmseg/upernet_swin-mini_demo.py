@@ -1,7 +1,7 @@
 # Demo: UperNet on the bundled demo ADE20K set (data/demo/ade: 48 train, 16
 # val images of 256x320, 6 of the 150 ADE20K classes present) with the
 # small Swin of configs/ummae/ummae_swin-mini_demo.py, on a CPU in a few
-# minutes: random resize x[0.5, 2.0], 128x128 crops, 160 iterations at
+# minutes: random resize x[0.5, 2.0], 128x128 crops, 120 iterations at
 # batch 4, narrow heads, slide inference (128 crops, stride 85), mIoU on
 # the val split at the end. Starts from the demo pre-training checkpoint
 # (tools/run_demo.sh); tools/run_transfer_demo.sh passes the fine-tuned
@@ -62,7 +62,7 @@ test_dataloader = val_dataloader
 
 # a short schedule with a larger lr than the paper's (small batch, few
 # steps); AdamW, poly decay and the weight-decay exemptions as the paper's
-max_iters = 160
+max_iters = 120
 train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0,

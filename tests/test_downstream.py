@@ -37,6 +37,7 @@ pytestmark = [
     pytest.mark.filterwarnings('ignore:``build_loss`` would be deprecated'),
     pytest.mark.filterwarnings('ignore:Default ``avg_non_ignore`` is False'),
     pytest.mark.filterwarnings('ignore:.*`num_anchors` is deprecated'),
+    pytest.mark.filterwarnings('ignore:The draw is False'),
 ]
 
 REPO = Path(__file__).resolve().parents[1]

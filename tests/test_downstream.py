@@ -20,12 +20,12 @@ from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import DefaultScope
 from mmengine.runner import Runner, save_checkpoint
+from mmpretrain.structures import DataSample
+from tool_helpers import load_tool
 
 import mmumae  # noqa: F401  (registers the backbones in mmdet and mmseg)
 from mmumae.datasets.transforms import UniformMaskGenerator
 from mmumae.models.backbones import UMPVT, UMSwinTransformer
-from mmpretrain.structures import DataSample
-from tool_helpers import load_tool
 
 # numpy 2 warns on every torch -> numpy conversion inside pycocotools and
 # the OpenMMLab packages; not ours to fix.

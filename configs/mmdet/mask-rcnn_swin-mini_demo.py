@@ -1,7 +1,7 @@
 # Demo: Mask R-CNN on the bundled demo COCO set (data/demo/coco: 48 train,
 # 16 val images of 256x320 or 320x256, 3 classes) with the small Swin of
 # configs/ummae/ummae_swin-mini_demo.py, on a CPU in a few minutes: native
-# size, flip, 8 epochs of 12 iterations at batch 4, narrow heads, COCO bbox
+# size, flip, 6 epochs of 12 iterations at batch 4, narrow heads, COCO bbox
 # and segm mAP on the val split at the end. Starts from the demo
 # pre-training checkpoint (tools/run_demo.sh); tools/run_transfer_demo.sh
 # passes the fine-tuned one, or random init (`model.backbone.init_cfg=None`).
@@ -79,7 +79,7 @@ test_evaluator = val_evaluator
 
 # a short schedule with a larger lr than the paper's (small batch, few
 # steps); AdamW and the weight-decay exemptions as the paper configs
-max_epochs = 8
+max_epochs = 6
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0,

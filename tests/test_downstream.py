@@ -374,6 +374,17 @@ def test_layer_decay_option(path, family, swin_ckpt, pvt_ckpt):
     assert groups[stage1]['lr'] == pytest.approx(1e-4 * 0.5**3)
     head = [n for n in groups if not n.startswith('backbone.')][0]
     assert groups[head]['lr'] == pytest.approx(1e-4)
+    # mmpretrain's own constructor resolves from this scope with its
+    # prefix, but asks the whole model for get_layer_depth, which detectors
+    # and segmentors lack: why the configs use the Dense... one
+    plain = dict(
+        cfg.optim_wrapper,
+        constructor='mmpretrain.LearningRateDecayOptimWrapperConstructor')
+    with DefaultScope.overwrite_default_scope(cfg.default_scope):
+        with pytest.raises(NotImplementedError, match='get_layer_depth'):
+            build_optim_wrapper(model, plain)
+        with pytest.raises(TypeError, match='mmumae backbone'):
+            build_optim_wrapper(torch.nn.Linear(2, 2), cfg.optim_wrapper)
     # no weight decay on norms, biases, position embedding, mask token
     for name, group in groups.items():
         flat = group['params'][0].ndim == 1 or name in (

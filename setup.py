@@ -21,7 +21,8 @@ setup(
     version=_version(),
     description='UM-MAE (Uniform Masking MAE) pre-training for pyramid '
     'vision transformers on OpenMMLab',
-    long_description=open('README.md').read() if osp.exists('README.md') else '',
+    long_description=(open('README.md').read()
+                      if osp.exists('README.md') else ''),
     long_description_content_type='text/markdown',
     packages=find_packages(exclude=('tests', 'tests.*', 'configs', 'tools')),
     python_requires='>=3.8',

@@ -212,8 +212,8 @@ def _place_objects(rng: np.random.Generator, height: int, width: int,
         else:
             continue
         polygon = _shape_polygon(rng, kind, x, y, w, h)
-        rle = mask_utils.merge(mask_utils.frPyObjects([polygon], height,
-                                                       width))
+        rle = mask_utils.merge(
+            mask_utils.frPyObjects([polygon], height, width))
         mask = mask_utils.decode(rle).astype(bool)
         bx, by, bw, bh = (int(v) for v in mask_utils.toBbox(rle))
         photo, box = _OBJECTS[name]
@@ -276,8 +276,8 @@ def _make_coco(root: str) -> Dict[str, Tuple[int, int]]:
         images, annotations = [], []
         for img in coco_layout(split):
             _write_jpeg(osp.join(root, split, img['file_name']), img['image'])
-            images.append({k: img[k] for k in ('id', 'file_name', 'height',
-                                                'width')})
+            images.append(
+                {k: img[k] for k in ('id', 'file_name', 'height', 'width')})
             for obj in img['objects']:
                 annotations.append(
                     dict(id=len(annotations) + 1, image_id=img['id'],

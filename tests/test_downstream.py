@@ -438,3 +438,33 @@ def test_frozen_stages_inside_mask_rcnn(demo_data, swin_ckpt):
             assert torch.equal(after[k], before[k]), k
     assert not torch.equal(after['stages.3.blocks.0.attn.qkv.weight'],
                            before['stages.3.blocks.0.attn.qkv.weight'])
+
+
+# --------------------------------------------------------------- pipelines
+@pytest.mark.parametrize('name,check', [
+    ('mask-rcnn_swin-tiny-w16_ummae-pre_fpn_8xb2-1x_coco.py',
+     lambda h, w: min(h, w) == 800 and max(h, w) <= 1333),
+    ('mask-rcnn_swin-tiny-w16_ummae-pre_fpn_8xb2-ms-crop-3x_coco.py',
+     lambda h, w: 480 <= min(h, w) <= 800 and max(h, w) <= 1333),
+    ('gfl_swin-tiny-w16_ummae-pre_fpn_8xb2-lsj-amp-coslr-25e_'
+     'coco-1024px.py', lambda h, w: max(h, w) <= 1024),
+])
+def test_detection_train_pipelines_on_demo_images(name, check, demo_data,
+                                                  demo_gen):
+    """The paper configs' training augmentation on demo COCO images (at
+    most 320 px): sizes within each recipe's range, boxes inside."""
+    from mmdet.registry import DATASETS
+    cfg = Config.fromfile(str(DET / name))
+    cfg.merge_from_dict({
+        'train_dataloader.dataset.data_root': str(demo_data / 'coco') + '/',
+        'train_dataloader.dataset.metainfo': dict(
+            classes=demo_gen.COCO_CLASSES)})
+    np.random.seed(0)
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        dataset = DATASETS.build(cfg.train_dataloader.dataset)
+        for i in range(4):
+            sample = dataset[i]
+            h, w = sample['inputs'].shape[-2:]
+            assert check(h, w), (h, w)
+            boxes = sample['data_samples'].gt_instances.bboxes.tensor
+            assert ((boxes[:, 2:] <= torch.tensor([w, h]) + 1e-3).all())

@@ -468,3 +468,57 @@ def test_detection_train_pipelines_on_demo_images(name, check, demo_data,
             assert check(h, w), (h, w)
             boxes = sample['data_samples'].gt_instances.bboxes.tensor
             assert ((boxes[:, 2:] <= torch.tensor([w, h]) + 1e-3).all())
+
+
+# ----------------------------------------------------------------- recipes
+def _common_recipe(cfg, family):
+    """AdamW lr 1e-4, wd 0.05 without decay on flat tensors, layer decay
+    off, drop path 0.1, the dense geometry."""
+    optim = cfg.optim_wrapper.optimizer
+    assert (optim.type, optim.lr, optim.weight_decay) == ('AdamW', 1e-4,
+                                                          0.05)
+    assert tuple(optim.betas) == (0.9, 0.999)
+    paramwise = cfg.optim_wrapper.paramwise_cfg
+    assert paramwise.layer_decay_rate == 1.0
+    assert paramwise.norm_decay_mult == paramwise.bias_decay_mult == 0.
+    assert paramwise.custom_keys.pos_embed.decay_mult == 0.
+    backbone = cfg.model.backbone
+    assert backbone.drop_path_rate == 0.1
+    if family == 'swin':
+        assert (backbone.arch, backbone.window_size) == ('tiny', 16)
+    else:
+        assert backbone.arch == 'small'
+        assert tuple(backbone.sr_ratios) == (8, 4, 2, 1)
+    assert 8 * cfg.train_dataloader.batch_size == 16
+
+
+@pytest.mark.parametrize('path', sorted(DET.glob('*_ummae-*.py')) + sorted(
+    SEG.glob('*_ummae-*.py')), ids=lambda p: p.name.split('_8xb2')[0])
+def test_downstream_recipes(path):
+    cfg = Config.fromfile(str(path))
+    family = 'swin' if 'swin' in path.name else 'pvt'
+    _common_recipe(cfg, family)
+    sched = [(s.type, s.get('end')) for s in cfg.param_scheduler]
+    if path.name.startswith('upernet'):
+        assert cfg.train_cfg.max_iters == 160000
+        assert sched == [('LinearLR', 1500), ('PolyLR', 160000)]
+        assert cfg.model.test_cfg.stride == (341, 341)
+        crop = [t for t in cfg.train_pipeline if t.type == 'RandomCrop']
+        assert crop[0].crop_size == (512, 512)
+    elif path.name.startswith('gfl'):
+        assert cfg.train_cfg.max_epochs == 25
+        assert sched == [('LinearLR', 2000), ('CosineAnnealingLR', 25)]
+        assert cfg.param_scheduler[1].eta_min_ratio == 0.01
+        assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
+        resize = cfg.train_pipeline[2]
+        assert resize.ratio_range == (0.1, 2.0)
+        assert resize.scale == cfg.train_pipeline[3].crop_size == (1024,
+                                                                   1024)
+        # FPN from the second stage, extra convs on its outputs (P3-P7)
+        assert tuple(cfg.model.backbone.out_indices) == (1, 2, 3)
+        assert cfg.model.neck.add_extra_convs == 'on_output'
+    else:
+        epochs = 36 if '3x' in path.name else 12
+        assert cfg.train_cfg.max_epochs == epochs
+        assert sched == [('LinearLR', 1000), ('MultiStepLR', epochs)]
+        assert tuple(cfg.model.backbone.out_indices) == (0, 1, 2, 3)

@@ -7,12 +7,12 @@ import torch
 from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.runner import Runner, save_checkpoint
+from mmpretrain.structures import DataSample
 
 import mmumae  # noqa: F401
 from mmumae.datasets.transforms import UniformMaskGenerator
 from mmumae.models.utils import kept_patch_ids
 from mmumae.registry import MODELS
-from mmpretrain.structures import DataSample
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TINY_SWIN = dict(embed_dims=16, depths=[1, 1, 1, 1], num_heads=[1, 2, 2, 4])
@@ -162,8 +162,9 @@ def test_pretrain_checkpoint_loads_into_dense_backbones(tmp_path, family):
     assert left == {'neck'}  # only decoder keys are left over
 
     for scope in ('mmpretrain', 'mmdet', 'mmseg'):
-        from mmengine.registry import DefaultScope
         import importlib
+
+        from mmengine.registry import DefaultScope
         registry = importlib.import_module(f'{scope}.registry').MODELS
         cfg = dict(
             dense_bb,

@@ -6,8 +6,8 @@ import torch.nn as nn
 from mmcv.cnn import build_norm_layer
 from mmengine.logging import print_log
 from mmengine.model import BaseModule
-from mmengine.runner.checkpoint import _load_checkpoint, load_state_dict
 from mmengine.model.weight_init import trunc_normal_
+from mmengine.runner.checkpoint import _load_checkpoint, load_state_dict
 from torch import Tensor
 
 from ..utils import (check_patch_mask, expand_patch_mask, gather_patches,

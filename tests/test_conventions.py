@@ -190,6 +190,6 @@ def test_pvt_layer_depth_of_the_stem(learnable):
                 frozen_stages=0)
     pvt.train()
     assert pvt.get_layer_depth('pos_embed') == (0, 6)
-    assert pvt.get_layer_depth('stages.1.patch_embed.weight') == (1, 6)
+    assert pvt.get_layer_depth('stages.1.patch_embed.weight') == (2, 6)
     if learnable:
         assert not pvt.pos_embed.requires_grad

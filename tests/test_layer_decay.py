@@ -31,15 +31,16 @@ def build(cfg: Config):
 
 
 # Hand-written depth of representative parameters (blocks numbered 1..5
-# through the stages; a stage's entry takes the depth of the block before).
+# through the stages; a later stage's entry (patch merging / embedding)
+# takes the depth of that stage's first block, as in the reference).
 SWIN_DEPTHS = {
     'backbone.patch_embed.weight': 0,
     'backbone.patch_norm.weight': 0,
     'backbone.mask_token': 0,
     'backbone.stages.0.blocks.0.attn.qkv.weight': 1,
-    'backbone.stages.1.downsample.reduction.weight': 1,
+    'backbone.stages.1.downsample.reduction.weight': 2,
     'backbone.stages.1.blocks.0.attn.rpe_mlp.0.weight': 2,
-    'backbone.stages.2.downsample.norm.weight': 2,
+    'backbone.stages.2.downsample.norm.weight': 3,
     'backbone.stages.2.blocks.0.ffn.layers.0.0.weight': 3,
     'backbone.stages.2.blocks.1.norm2.bias': 4,
     'backbone.stages.3.blocks.0.attn.proj.weight': 5,
@@ -51,10 +52,10 @@ PVT_DEPTHS = {
     'backbone.pos_embed': 0,
     'backbone.stages.0.patch_embed.weight': 0,
     'backbone.stages.0.blocks.0.attn.sr.weight': 1,
-    'backbone.stages.1.patch_embed.weight': 1,
+    'backbone.stages.1.patch_embed.weight': 2,
     'backbone.stages.1.blocks.0.attn.kv.weight': 2,
     'backbone.stages.2.blocks.1.attn.q.weight': 4,
-    'backbone.stages.3.patch_embed.bias': 4,
+    'backbone.stages.3.patch_embed.bias': 5,
     'backbone.stages.3.blocks.0.ffn.layers.1.weight': 5,
     'backbone.norm3.bias': 6,
     'head.fc.bias': 6,

@@ -78,7 +78,7 @@ def test_block_order_ids_are_computed_once_per_batch(monkeypatch):
 @pytest.mark.parametrize('cls,arch,depths', [
     (UMSwinTransformer, TINY_SWIN, {
         'backbone.patch_norm.weight': 0,
-        'backbone.stages.1.downsample.reduction.weight': 1,
+        'backbone.stages.1.downsample.reduction.weight': 2,
         'backbone.stages.1.blocks.1.ffn.layers.0.0.weight': 3,
         'backbone.stages.2.blocks.0.attn.rpe_mlp.0.weight': 4,
         'backbone.norm3.weight': 7,
@@ -87,7 +87,7 @@ def test_block_order_ids_are_computed_once_per_batch(monkeypatch):
     (UMPVT, TINY_PVT, {
         'backbone.mask_token': 0,
         'backbone.stages.0.patch_embed.weight': 0,
-        'backbone.stages.2.patch_embed.weight': 2,
+        'backbone.stages.2.patch_embed.weight': 3,
         'backbone.stages.2.blocks.0.ffn.layers.1.weight': 3,
         'backbone.norm3.weight': 5,
     }),

@@ -420,6 +420,10 @@ class UMBackbone(BaseModule):
             parts = name.split('.')
             stage = int(parts[1])
             if parts[2] == self.stage_entry:
-                return sum(self.depths[:stage]), num_layers
+                # A stage's entry (patch merging / embedding) shares the
+                # depth of the stage's first block, as in the reference
+                # (its downsample belongs to that block); stage 0's is the
+                # stem.
+                return sum(self.depths[:stage]) + (stage > 0), num_layers
             return sum(self.depths[:stage]) + int(parts[3]) + 1, num_layers
         return num_layers - 1, num_layers

@@ -328,8 +328,9 @@ def test_upernet_demo_config_trains_and_evaluates(demo_data, pvt_ckpt,
 # ------------------------------------------------------------ layer decay
 def _depth_scales(decay, depths, names):
     """Expected lr scale per parameter name, by hand: stem at depth 0,
-    block j of stage i at sum(depths[:i]) + j + 1, a stage's downsampling
-    at sum(depths[:i]), output norms, neck and heads at the top."""
+    block j of stage i at sum(depths[:i]) + j + 1, a later stage's
+    downsampling with its first block (as the reference), output norms,
+    neck and heads at the top."""
     top = sum(depths) + 1
     out = {}
     for name in names:
@@ -341,7 +342,8 @@ def _depth_scales(decay, depths, names):
         elif parts[3] == 'blocks':
             depth = sum(depths[:int(parts[2])]) + int(parts[4]) + 1
         else:
-            depth = sum(depths[:int(parts[2])])
+            stage = int(parts[2])
+            depth = sum(depths[:stage]) + (stage > 0)
         out[name] = decay**(top - depth)
     return out
 

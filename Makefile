@@ -3,7 +3,9 @@
 #   make setup   .venv/ with torch, mmcv (with ops) and OpenMMLab (tools/setup_env.sh)
 #   make data    + deterministic demo data in data/demo (a few seconds, once)
 #   make demo    + tools/run_demo.sh
-#   make test    + the test suite; fails on any failed test and when no test ran
+#   make lint    flake8 over the package, tools, tests and configs (setup.cfg)
+#   make test    + lint, then the test suite; fails on a lint error, on any
+#                failed test and when no test ran
 #   make clean   remove data/demo, work_dirs/ and caches (keeps .venv/)
 #   make distclean  clean, and remove .venv/ too
 #
@@ -15,7 +17,7 @@ PY := $(VENV)/bin/python
 DEMO_DATA ?= data/demo
 PYTEST_ARGS ?= -q -ra --durations=10
 
-.PHONY: setup data demo test clean distclean transfer-demo
+.PHONY: setup data demo lint test clean distclean transfer-demo
 
 setup:
 	MMUMAE_VENV="$(abspath $(VENV))" bash tools/setup_env.sh
@@ -34,7 +36,10 @@ transfer-demo: data
 
 # pytest exits 5 when it collected no test; make fails on any non-zero exit,
 # so "no test ran" fails like a failed test does.
-test: data
+lint: setup
+	$(PY) -m flake8 mmumae tools tests configs setup.py
+
+test: data lint
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
 clean:

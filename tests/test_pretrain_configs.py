@@ -17,9 +17,9 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
+from mmpretrain.registry import MODELS, TRANSFORMS
 
 import mmumae  # noqa: F401  (registers the UM classes)
-from mmpretrain.registry import MODELS, TRANSFORMS
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 NAME = re.compile(r'^(?P<algo>ummae|simmim|mae)_(?P<backbone>[a-z0-9-]+)_'

@@ -9,10 +9,10 @@ its definition.
 """
 import pytest
 import torch
-
-import mmumae  # noqa: F401
 from handoff_helpers import (data_samples, kept_in_block_order,
                              norm_pix_target, um_masks)
+
+import mmumae  # noqa: F401
 from mmumae.registry import MODELS
 
 SWIN = dict(type='UMSwinTransformer', window_size=4, drop_path_rate=0.,

@@ -5,9 +5,9 @@ secondary masking and kept tokens in block order."""
 import pytest
 import torch
 import torch.nn.functional as F
+from handoff_helpers import AttentionRecorder, kept_in_block_order, um_masks
 
 import mmumae  # noqa: F401
-from handoff_helpers import AttentionRecorder, kept_in_block_order, um_masks
 from mmumae.models.backbones import UMPVT, UMSwinTransformer
 from mmumae.registry import MODELS
 

@@ -9,12 +9,12 @@ log-spaced coordinate difference of every query/key pair.
 """
 import pytest
 import torch
-
-import mmumae  # noqa: F401
 from handoff_helpers import (AttentionRecorder, expected_window_terms,
                              grid_coords, kept_in_block_order, log_spaced,
                              original_token_coords, set_identity_position_mlp,
                              um_masks)
+
+import mmumae  # noqa: F401
 from mmumae.models.backbones import UMSwinTransformer
 
 #: 2 stages of 2 blocks (plain + shifted), 2 heads: head 0 carries the row

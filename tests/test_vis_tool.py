@@ -13,15 +13,15 @@ from typing import List
 import numpy as np
 import pytest
 import torch
+from handoff_helpers import data_samples, norm_pix_target, um_masks
 from mmengine.config import Config
 from mmengine.runner import save_checkpoint
 from PIL import Image
+from tool_helpers import REPO, load_tool
 
-from handoff_helpers import data_samples, norm_pix_target, um_masks
 from mmumae.registry import MODELS
 from mmumae.visualization import save_reconstruction_figure
 from mmumae.visualization.reconstruction import SM_COLOUR, US_COLOUR
-from tool_helpers import REPO, load_tool
 
 vis_tool = load_tool(
     REPO / 'tools' / 'visualization' / 'vis_reconstruction.py',

@@ -29,7 +29,7 @@ def _pvt(sr_ratios=(4, 2, 1, 1)) -> UMPVT:
     return model.eval()
 
 
-@pytest.mark.parametrize('um', [True, False])
+@pytest.mark.parametrize('um', [True, False], ids=['um', 'dense'])
 def test_pvt_keys_and_values_are_the_normalised_pooled_map(monkeypatch, um):
     """UM at 128 px: compact stage maps 16, 8, 4, 2 with sr 4, 2, 1, 1;
     dense at 80x112: maps 20x28, 10x14, 5x7, 3x4 with sr 8, 4, 2, 1 (partial

@@ -106,7 +106,7 @@ def test_dense_forward_biases_the_grid_and_masks_padding_and_regions(
             _check_block(recorder, (stage, block), coords, 8, shift)
 
 
-@pytest.mark.parametrize('dense', [False, True])
+@pytest.mark.parametrize('dense', [False, True], ids=['um', 'dense'])
 def test_shifted_mask_blocks_exactly_the_pairs_from_different_regions(
         monkeypatch, dense):
     """Hand-checkable case: a 16x16 map, windows 8 shifted by 4. In the

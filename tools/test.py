@@ -17,10 +17,9 @@ import os.path as osp
 import sys
 from typing import Optional, Sequence
 
-try:
-    import mmumae  # noqa: F401  (registers modules, applies compat fixes)
-except ImportError:  # a checkout that is not installed
-    sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+# This checkout's package first, installed or not; importing it registers
+# mmumae's modules and applies the compatibility fixes.
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 from mmumae.apis import (add_common_args, merge_test_args,  # noqa: E402
                          parse_tool_args, run_tool)

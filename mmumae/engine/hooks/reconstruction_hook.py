@@ -5,6 +5,7 @@ from typing import Optional
 from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
+from mmengine.runner import EpochBasedTrainLoop
 
 from mmumae.registry import HOOKS
 from mmumae.visualization import reconstruct_batch, save_reconstruction_figure
@@ -18,10 +19,10 @@ class ReconstructionFigureHook(Hook):
     pipeline) and the model's ``reconstruct`` method.
 
     Args:
-        interval (int, optional): Also save every ``interval`` epochs (or
-            iterations for iteration-based loops) as
-            ``reconstruction_<n>.png``. None saves only after training.
-            Defaults to None.
+        interval (int, optional): Also save every ``interval`` epochs as
+            ``reconstruction_epoch_<n>.png`` (iterations and
+            ``reconstruction_iter_<n>.png`` for iteration-based loops).
+            None saves only after training. Defaults to None.
         num_samples (int): Rows of the figure. Defaults to 4.
         out_name (str): File name in the work dir for the final figure.
             Defaults to ``'reconstruction.png'``.
@@ -53,6 +54,13 @@ class ReconstructionFigureHook(Hook):
             title=f'{type(model).__name__} at iteration {runner.iter}')
         runner.logger.info(f'reconstruction figure saved to {out}')
         return out
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None,
+                         outputs=None) -> None:
+        if (self.interval and is_main_process()
+                and not isinstance(runner.train_loop, EpochBasedTrainLoop)
+                and self.every_n_train_iters(runner, self.interval)):
+            self._save(runner, f'reconstruction_iter_{runner.iter + 1}.png')
 
     def after_train_epoch(self, runner) -> None:
         if (self.interval and is_main_process()

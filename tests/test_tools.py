@@ -294,6 +294,19 @@ def test_dataloader_defaults_stay_valid_with_zero_workers(tmp_path, data_dir):
     # torch refuses persistent_workers=True with num_workers=0
     assert loader.num_workers == 0 and loader.persistent_workers is False
     assert loader.pin_memory is HAS_GPU
+    assert loader.collate_fn == dict(type='default_collate')  # mmpretrain's
+
+
+@pytest.mark.parametrize('scope', ['mmdet', 'mmseg'])
+def test_dense_task_loaders_keep_pseudo_collate(tmp_path, data_dir, scope):
+    """mmdet/mmseg data samples need mmengine's default (pseudo_collate):
+    the tools add mmpretrain's default_collate in mmpretrain's scope only."""
+    path = str(_write(tmp_path / 'amp.py', MAE_PAPER_SCHEDULE, data_dir))
+    cfg = Config.fromfile(path)
+    cfg.default_scope = scope
+    cfg.train_dataloader.pop('collate_fn', None)
+    apis.merge_train_args(cfg, _train_args(path))
+    assert 'collate_fn' not in cfg.train_dataloader
 
 
 @pytest.mark.skipif(HAS_GPU, reason='checks the CPU fall-back')

@@ -142,11 +142,14 @@ def resolve_amp(cfg: Config, enable_amp: bool = False) -> List[str]:
 
 
 def _fix_dataloader(loader: Optional[dict], args: argparse.Namespace,
-                    pin_default: bool) -> None:
+                    pin_default: bool, scope: Optional[str]) -> None:
     if not loader:
         return
     loader.setdefault('pin_memory', pin_default)
-    loader.setdefault('collate_fn', dict(type='default_collate'))
+    if scope in (None, 'mmpretrain'):
+        # as mmpretrain's train.py; mmdet/mmseg keep mmengine's default
+        # (pseudo_collate), which their data samples need.
+        loader.setdefault('collate_fn', dict(type='default_collate'))
     if getattr(args, 'no_pin_memory', False):
         loader['pin_memory'] = False
     if getattr(args, 'no_persistent_workers', False) or loader.get(
@@ -194,7 +197,8 @@ def merge_train_args(cfg: Config, args: argparse.Namespace) -> List[str]:
 
     pin_default = has_amp_device()
     for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        _fix_dataloader(cfg.get(name), args, pin_default)
+        _fix_dataloader(cfg.get(name), args, pin_default,
+                        cfg.get('default_scope'))
     check_dataset_paths(cfg, ['train_dataloader'])
     return resolve_amp(cfg, enable_amp=args.amp)
 
@@ -218,7 +222,8 @@ def merge_test_args(cfg: Config, args: argparse.Namespace) -> List[str]:
             f'{args.config} defines no test_dataloader/test_evaluator; '
             'pre-training configs have no test set: evaluate a fine-tuning '
             'config, or add them with --cfg-options.')
-    _fix_dataloader(cfg.test_dataloader, args, has_amp_device())
+    _fix_dataloader(cfg.test_dataloader, args, has_amp_device(),
+                    cfg.get('default_scope'))
     if args.out is not None:
         if not args.out.endswith(('.pkl', '.pickle')):
             raise RunError(f'--out must end with .pkl or .pickle, got '

@@ -126,8 +126,9 @@ def train(config: str, work_dir: str, init: Optional[str]) -> float:
     opt = (f'model.backbone.init_cfg.checkpoint={init}'
            if init else 'model.backbone.init_cfg=None')
     os.makedirs(work_dir, exist_ok=True)
+    # --overwrite: a second run moves the first one's files to previous_*/
     return _run([sys.executable, 'tools/train.py', config, '--work-dir',
-                 work_dir, '--cfg-options', opt],
+                 work_dir, '--overwrite', '--cfg-options', opt],
                 osp.join(work_dir, 'run.log'))
 
 

@@ -7,18 +7,25 @@ custom_imports = dict(
     imports=['mmumae', 'mmumae.engine.optimizers'],
     allow_failed_imports=False)
 
+# mmumae's strict runner and crash-safe checkpoints, as in default_runtime.py
+# (the hook lives in mmpretrain's registry, hence the scope prefix).
+runner_type = 'SafeRunner'
+
 default_hooks = dict(
     timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=50),
     param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=3),
+    checkpoint=dict(
+        type='mmpretrain.SafeCheckpointHook', interval=1,
+        max_keep_ckpts=3),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='DetVisualizationHook'))
 
 env_cfg = dict(
     cudnn_benchmark=False,
     mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
-    dist_cfg=dict(backend='nccl'))
+    # a rank that stalls for 10 minutes ends the job (torch's default: 30)
+    dist_cfg=dict(backend='nccl', timeout=600))
 
 vis_backends = [dict(type='LocalVisBackend')]
 visualizer = dict(

@@ -368,3 +368,25 @@ def test_shipped_configs_use_the_safe_runtime(path):
         assert cfg.skip_bad_images is False
     # Minutes, not torch's 30-minute default.
     assert 60 <= cfg.env_cfg.dist_cfg.timeout <= 900
+
+
+# ----------------------------------------------------------------------------
+# Two runs in one process within the same second
+# ----------------------------------------------------------------------------
+
+
+def test_runs_in_the_same_second_log_to_their_own_work_dirs(
+        tmp_path, data_dir, monkeypatch):
+    """mmengine keys the logger by ``<config>_<timestamp>`` (seconds): a
+    second run in the same second used to log into the first's work dir."""
+    import mmengine.runner.runner as mmengine_runner
+    monkeypatch.setattr(mmengine_runner.time, 'strftime',
+                        lambda fmt, t=None: '20260101_000000')
+    cfg = _mae_cfg(tmp_path, data_dir)
+    for name in ('first', 'second'):
+        _train(cfg, '--work-dir', tmp_path / name)
+    first, second = log_text(tmp_path / 'first'), log_text(tmp_path / 'second')
+    assert str(tmp_path / 'second') not in first
+    assert f'Checkpoints will be saved to {tmp_path / "second"}' in second
+    assert sorted(p.name for p in (tmp_path / 'second').iterdir()
+                  if p.is_dir()) == ['20260101_000000_1']

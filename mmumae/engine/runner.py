@@ -5,6 +5,7 @@ import os.path as osp
 import time
 from typing import Callable, List, Optional, Union
 
+from mmengine.logging import MMLogger
 from mmengine.model import is_model_wrapper
 from mmengine.optim import OptimWrapper, OptimWrapperDict
 from mmengine.registry import RUNNERS
@@ -106,6 +107,22 @@ class SafeRunner(Runner):
         runner.allow_partial_load = bool(cfg.get('allow_partial_load', False))
         runner.overwrite = bool(cfg.get('overwrite', False))
         return runner
+
+    def setup_env(self, env_cfg: dict) -> None:
+        """As mmengine, then keep the timestamp unique in this process.
+
+        mmengine keys the logger, message hub and visualiser by
+        ``<config>_<timestamp>`` (to the second): a second run started in the
+        same second would reuse the first run's logger and write its log
+        into the first run's work dir. A suffix (``_1``, ...) avoids that.
+        """
+        super().setup_env(env_cfg)
+        base, n = self._timestamp, 1
+        # MMLogger has no public list of its instances' names.
+        while any(name.endswith(self._timestamp)
+                  for name in MMLogger._instance_dict):
+            self._timestamp = f'{base}_{n}'
+            n += 1
 
     # ------------------------------------------------------------------
     # loading

@@ -283,7 +283,8 @@ def test_read_checkpoint_formats(tmp_path):
 
 def test_missing_checkpoint(tmp_path, data_dir):
     cfg = _classifier(tmp_path, data_dir)
-    message = _error(test_tool, cfg, tmp_path / 'nowhere.pth')
+    message = _error(test_tool, cfg, tmp_path / 'nowhere.pth', '--work-dir',
+                     tmp_path / 'wd')
     assert f'checkpoint not found: {tmp_path / "nowhere.pth"}' in message
 
 

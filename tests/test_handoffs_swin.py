@@ -34,6 +34,33 @@ def _swin(window_size: int) -> UMSwinTransformer:
     return model.eval()
 
 
+def _constant_embedding_swin(scale_norm: bool) -> UMSwinTransformer:
+    """A window-4 Swin whose patch embedding is zero: every real token is
+    the patch norm's bias, every masked one patch_norm(mask_token)."""
+    model = _swin(window_size=4)
+    with torch.no_grad():
+        model.patch_embed.weight.zero_()
+        model.patch_embed.bias.zero_()
+        if scale_norm:
+            model.patch_norm.weight.uniform_(0.5, 2.)
+        model.patch_norm.bias.normal_()
+        model.mask_token.normal_()
+    return model
+
+
+def _stage0_input(model: UMSwinTransformer, *inputs) -> torch.Tensor:
+    """The tokens the first block receives, as a (B, 16, 16, C) map."""
+    seen = {}
+
+    def grab(module, args):
+        seen['x'] = args[0]
+
+    handle = model.stages[0].blocks[0].register_forward_pre_hook(grab)
+    model(*inputs)
+    handle.remove()
+    return seen['x'].reshape(inputs[0].shape[0], 16, 16, -1)
+
+
 def _check_block(recorder, key, coords, ws, shift):
     """The recorded mask of block ``key`` = bias of the key-minus-query (or
     query-minus-key, for every pair alike) original-coordinate difference,
@@ -144,22 +171,10 @@ def test_sm_tokens_are_the_mask_token_passed_through_the_patch_norm():
     """Zero patch embedding: every real token is patch_norm(0) = its bias,
     every SM token patch_norm(mask_token), at the compact positions of the
     SM patches."""
-    model = _swin(window_size=4)
-    with torch.no_grad():
-        model.patch_embed.weight.zero_()
-        model.patch_embed.bias.zero_()
-        model.patch_norm.weight.uniform_(0.5, 2.)
-        model.patch_norm.bias.normal_()
-        model.mask_token.normal_()
-    seen = {}
-
-    def grab(module, args):
-        seen['x'] = args[0]
-
-    model.stages[0].blocks[0].register_forward_pre_hook(grab)
+    model = _constant_embedding_swin(scale_norm=True)
     mask, sm = um_masks(2, 128, seed=3)
-    model(torch.randn(2, 3, 128, 128), mask, sm)
-    x = seen['x'].reshape(2, 16, 16, -1)  # compact stage-0 map, raster
+    # compact stage-0 map, raster
+    x = _stage0_input(model, torch.randn(2, 3, 128, 128), mask, sm)
     real = model.patch_norm.bias.detach()
     token = model.patch_norm(model.mask_token.detach().view(1, -1))[0]
     assert not torch.allclose(token, model.mask_token.detach().view(-1))
@@ -174,22 +189,10 @@ def test_sm_tokens_are_the_mask_token_passed_through_the_patch_norm():
 def test_simmim_masked_patches_become_the_normalised_mask_token():
     """SimMIM mode (mask only): the full 16x16 token grid of a 64-px image;
     the 16 tokens of every masked 16-px patch are patch_norm(mask_token)."""
-    model = _swin(window_size=4)
-    with torch.no_grad():
-        model.patch_embed.weight.zero_()
-        model.patch_embed.bias.zero_()
-        model.patch_norm.bias.normal_()
-        model.mask_token.normal_()
-    seen = {}
-
-    def grab(module, args):
-        seen['x'] = args[0]
-
-    model.stages[0].blocks[0].register_forward_pre_hook(grab)
+    model = _constant_embedding_swin(scale_norm=False)
     torch.manual_seed(1)
     mask = torch.rand(2, 4, 4) < 0.5
-    model(torch.randn(2, 3, 64, 64), mask)
-    x = seen['x'].reshape(2, 16, 16, -1)
+    x = _stage0_input(model, torch.randn(2, 3, 64, 64), mask)
     token = model.patch_norm(model.mask_token.detach().view(1, -1))[0]
     for n in range(2):
         for i in range(4):

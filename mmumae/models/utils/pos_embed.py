@@ -1,5 +1,6 @@
 """Fixed 2-D sin-cos position embedding in the reference channel layout."""
 import torch
+from mmpretrain.models.utils import build_2d_sincos_position_embedding
 from torch import Tensor
 
 
@@ -8,10 +9,10 @@ def sincos_2d_colfirst(h: int, w: int, dims: int,
     """2-D sin-cos table of an ``h x w`` grid, column first (as MAE).
 
     Channels ``[0, dims/2)`` encode the column ``x`` (sin then cos) and
-    ``[dims/2, dims)`` the row ``y``, each with the frequencies
-    ``temperature ** (-k / (dims/4))``; the official UM-MAE and MAE models
-    use this layout. mmpretrain's ``build_2d_sincos_position_embedding``
-    puts the row first, which would not match their checkpoints.
+    ``[dims/2, dims)`` the row ``y``; the official UM-MAE and MAE models use
+    this layout. mmpretrain's ``build_2d_sincos_position_embedding`` builds
+    the same table with the row first (for raster-ordered tokens when given
+    the resolution as ``(w, h)``), so its two halves are swapped here.
 
     Args:
         h (int): Grid rows.
@@ -25,13 +26,7 @@ def sincos_2d_colfirst(h: int, w: int, dims: int,
     if dims % 4:
         raise ValueError(f'sin-cos position embedding: dims={dims} must be a '
                          f'multiple of 4.')
-    quarter = dims // 4
-    omega = 1. / temperature**(
-        torch.arange(quarter, dtype=torch.float32) / quarter)
-    rows, cols = torch.meshgrid(
-        torch.arange(h, dtype=torch.float32),
-        torch.arange(w, dtype=torch.float32),
-        indexing='ij')
-    x = cols.flatten()[:, None] * omega
-    y = rows.flatten()[:, None] * omega
-    return torch.cat([x.sin(), x.cos(), y.sin(), y.cos()], dim=1)
+    row_first = build_2d_sincos_position_embedding((w, h), dims,
+                                                   temperature)[0]
+    half = dims // 2
+    return torch.cat([row_first[:, half:], row_first[:, :half]], dim=1)

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
+from mmengine.hooks import Hook
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import DefaultScope
 from mmengine.runner import Runner, save_checkpoint
@@ -247,14 +248,29 @@ def test_in1k_ft_configs_differ_only_in_checkpoint():
 
 
 # ---------------------------------------------------------- Runner passes
+class _ValOutputs(Hook):
+    """Keeps every prediction the validation loop hands to the evaluator."""
+
+    def __init__(self):
+        self.outputs = []
+
+    def after_val_iter(self, runner, batch_idx, data_batch=None,
+                       outputs=None):
+        self.outputs.extend(outputs)
+
+
 def _run_one_step(cfg, work_dir):
-    """Train one iteration and evaluate with mmengine's Runner."""
+    """Train one iteration and evaluate with mmengine's Runner; the
+    validation predictions are kept in ``runner.val_outputs``."""
     cfg.work_dir = str(work_dir)
     cfg.log_level = 'WARNING'
     for loader in ('train_dataloader', 'val_dataloader'):
         cfg[loader].update(num_workers=0, persistent_workers=False)
     runner = Runner.from_cfg(cfg)
+    recorder = _ValOutputs()
+    runner.register_hook(recorder)
     runner.train()
+    runner.val_outputs = recorder.outputs
     return runner
 
 
@@ -292,10 +308,22 @@ def test_mask_rcnn_demo_config_trains_and_evaluates(demo_data, swin_ckpt,
     metrics = runner.val_loop.evaluator.metrics[0]
     assert type(metrics).__name__ == 'CocoMetric'
     assert metrics.metrics == ['bbox', 'segm']
+    # The evaluator saw one prediction per val image, boxes and full-size
+    # masks; the logged mAPs are what a fresh CocoMetric makes of them.
+    preds = runner.val_outputs
+    assert len(preds) == 4
+    for pred in preds:
+        inst = pred.pred_instances
+        assert inst.bboxes.shape == (len(inst.labels), 4)
+        assert tuple(inst.masks.shape[1:]) == tuple(pred.ori_shape)
+    fresh = copy.deepcopy(metrics)
+    fresh.results = []
+    fresh.process({}, [p.to_dict() for p in preds])
+    expected = fresh.evaluate(len(preds))
     scores = runner.message_hub.log_scalars
     for key in ('bbox_mAP', 'bbox_mAP_50', 'segm_mAP', 'segm_mAP_50'):
-        value = scores[f'val/coco/{key}'].current()
-        assert 0. <= value <= 1., key
+        assert scores[f'val/coco/{key}'].current() == pytest.approx(
+            expected[f'coco/{key}']), key
 
 
 def test_upernet_demo_config_trains_and_evaluates(demo_data, pvt_ckpt,
@@ -321,8 +349,20 @@ def test_upernet_demo_config_trains_and_evaluates(demo_data, pvt_ckpt,
     assert lr == pytest.approx(5e-4 * 0.01)
     _assert_one_adamw_step(bb, pvt_ckpt['state'], lr)
     assert runner.model.test_cfg == dict(mode='whole')  # demo only
+    # One full-size prediction per val image; the logged mIoU is mmseg's
+    # IoUMetric over exactly these predictions and their label maps.
+    preds = runner.val_outputs
+    assert len(preds) == 2
+    for pred in preds:
+        assert pred.pred_sem_seg.data.shape[1:] == \
+            pred.gt_sem_seg.data.shape[1:]
+    from mmseg.evaluation import IoUMetric
+    fresh = IoUMetric(iou_metrics=['mIoU'])
+    fresh.dataset_meta = runner.val_dataloader.dataset.metainfo
+    fresh.process({}, [p.to_dict() for p in preds])
+    expected = fresh.evaluate(len(preds))['mIoU']
     miou = runner.message_hub.log_scalars['val/mIoU'].current()
-    assert 0. <= miou <= 100.
+    assert miou == pytest.approx(expected)
 
 
 # ------------------------------------------------------------ layer decay

@@ -198,8 +198,9 @@ def test_checkpoints_that_do_not_fit_fail_clearly(tmp_path):
     with pytest.raises(KeyError, match="prefix 'encoder.'"):
         dense(prefix='encoder.')
     wider = dict(TINY_SWIN, embed_dims=32)
-    with pytest.raises(ValueError, match=r'another shape .*\(1, 1, 1, 16\) '
-                       r'vs model \(1, 1, 1, 32\).*check that arch'):
+    with pytest.raises(ValueError, match=r'another shape .*\[1, 1, 1, 16\] '
+                       r'in the checkpoint vs \[1, 1, 1, 32\] in the model'
+                       r'.*check that arch'):
         dense(arch=wider, prefix='backbone.')
     deeper = dict(TINY_SWIN, depths=[1, 1, 2, 1])
     with pytest.raises(ValueError, match='missing.*stages.2.blocks.1'):

@@ -10,6 +10,7 @@ from mmengine.model.weight_init import trunc_normal_
 from mmengine.runner.checkpoint import _load_checkpoint, load_state_dict
 from torch import Tensor
 
+from mmumae.utils.checkpoint import state_dict_mismatch
 from ..utils import (check_patch_mask, expand_patch_mask, gather_patches,
                      kept_patch_ids, original_token_coords, size_rule,
                      take_patch_values)
@@ -328,12 +329,10 @@ class UMBackbone(BaseModule):
                     f'or drop it for a bare backbone checkpoint.')
             state = sub
         state = self._adapt_checkpoint(state, path)
-        own = self.state_dict()
         allowed = self._allowed_missing()
-        missing = [k for k in own if k not in state and k not in allowed]
-        shapes = [k for k in own if k in state
-                  and tuple(state[k].shape) != tuple(own[k].shape)]
-        if missing or shapes:
+        mismatch = state_dict_mismatch(self, state)
+        missing = [k for k in mismatch.missing if k not in allowed]
+        if missing or mismatch.shapes:
             hint = ("the checkpoint holds a whole model: set "
                     "init_cfg.prefix='backbone.'" if not prefix and any(
                         k.startswith('backbone.') for k in state) else
@@ -342,16 +341,16 @@ class UMBackbone(BaseModule):
             details = [f'{len(missing)} missing (e.g. {missing[:3]})'] \
                 if missing else []
             details += [
-                f'{len(shapes)} of another shape (e.g. {k}: checkpoint '
-                f'{tuple(state[k].shape)} vs model {tuple(own[k].shape)})'
-                for k in shapes[:1]
+                f'{len(mismatch.shapes)} of another shape (e.g. {k})'
+                for k in mismatch.shapes[:1]
             ]
             raise ValueError(f'{self._name}: checkpoint {path} does not fit '
                              f'this backbone: {"; ".join(details)}; {hint}.')
         load_state_dict(self, state, strict=False, logger='current')
-        fresh = sorted(k for k in own if k in allowed and k not in state)
+        fresh = sorted(k for k in mismatch.missing if k in allowed)
         print_log(
-            f'{self._name}: loaded {len(own) - len(fresh)} tensors from {path}'
+            f'{self._name}: loaded {mismatch.num_model_keys - len(fresh)} '
+            f'tensors from {path}'
             + (f'; not in the checkpoint, kept at their default init: {fresh}'
                if fresh else ''), logger='current')
 

@@ -1,9 +1,9 @@
 """Reading checkpoints with clear errors, and checking that they fit.
 
-* :func:`read_checkpoint` says ``not a checkpoint file: PATH`` for anything
-  that is not a torch file holding a dict (random bytes, text, a truncated
-  download), instead of torch's ``KeyError: 101`` or its advice to turn
-  ``weights_only`` off.
+* :func:`read_checkpoint` says ``not a checkpoint file: PATH (reason)`` for
+  anything that is not a torch file holding weights (random bytes, text, a
+  0-byte or truncated file, a directory), instead of torch's ``KeyError:
+  101`` or its advice to turn ``weights_only`` off.
 * :func:`state_dict_mismatch` compares a checkpoint's tensors with a model's
   (missing, unexpected and differently shaped keys); :func:`mismatch_text`
   lists them for an error message.
@@ -82,6 +82,10 @@ def _torch_format(path: str) -> Optional[str]:
 def read_checkpoint(path: str, map_location: str = 'cpu') -> dict:
     """Load a local checkpoint with torch's weights-only unpickler.
 
+    The one reader of checkpoint files in mmumae: ``init_cfg``,
+    ``load_from``, ``--resume``, ``tools/test.py`` and the converters all
+    go through it, so each answers a bad file the same way.
+
     Args:
         path (str): The checkpoint file.
         map_location (str): Where tensors go. Defaults to 'cpu'.
@@ -91,25 +95,30 @@ def read_checkpoint(path: str, map_location: str = 'cpu') -> dict:
         state dict of a bare weights file).
 
     Raises:
-        RunError: ``checkpoint not found`` or ``not a checkpoint file``,
-            naming ``path`` and what is wrong with it.
+        RunError: ``checkpoint not found: PATH`` for a missing file, else
+            ``not a checkpoint file: PATH (reason)``.
     """
-    if not osp.isfile(path):
+    path = str(path)
+    if not osp.exists(path):
         raise RunError(f'checkpoint not found: {path}')
-    if os.path.getsize(path) == 0:
+    if osp.isdir(path):
+        raise RunError(f'not a checkpoint file: {path} (a directory)')
+    if osp.getsize(path) == 0:
         raise RunError(f'not a checkpoint file: {path} (0 bytes)')
     if _torch_format(path) is None:
         raise RunError(
             f'not a checkpoint file: {path} (not written by torch.save, or '
-            'truncated: an interrupted copy or save)')
+            'truncated by an interrupted copy or save)')
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        first = str(err).split('\n\n')[-1].split('\n')[0][:200]
+        found = re.search(r'GLOBAL (\S+)', str(err))
+        what = found.group(1) if found else 'an object torch refuses'
         raise RunError(
-            f'not a checkpoint file: {path} holds Python objects other than '
-            f'tensors and training state ({first})') from None
-    except (RuntimeError, EOFError, OSError, KeyError, ValueError) as err:
+            f'not a checkpoint file: {path} (holds Python objects other '
+            f'than tensors and training state: {what})') from None
+    except (RuntimeError, EOFError, OSError, KeyError, ValueError,
+            IndexError) as err:
         raise RunError(f'not a checkpoint file: {path} (damaged: '
                        f'{type(err).__name__}: {str(err)[:200]})') from None
     if not isinstance(ckpt, dict) or not any(

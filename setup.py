@@ -32,6 +32,7 @@ setup(
     extras_require={
         'tests': _requirements('tests.txt'),
         'optional': _requirements('optional.txt'),
+        'study': _requirements('study.txt'),
     },
     license='Apache License 2.0',
     zip_safe=False,

@@ -105,8 +105,8 @@ else
   mmcv_ok || { echo "mmcv installed but mmcv.ops does not import: the wheel was built without ops" >&2; exit 1; }
 fi
 
-step "installing OpenMMLab packages and test tools (requirements/runtime.txt, tests.txt)"
-"${PIP[@]}" install -q -r requirements/runtime.txt -r requirements/tests.txt
+step "installing OpenMMLab packages, test tools and the study data package (requirements/runtime.txt, tests.txt, study.txt)"
+"${PIP[@]}" install -q -r requirements/runtime.txt -r requirements/tests.txt -r requirements/study.txt
 step "installing mmumae (editable)"
 "${PIP[@]}" install -q --no-deps --no-build-isolation -e .
 step "checking imports"

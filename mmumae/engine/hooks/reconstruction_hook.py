@@ -16,7 +16,11 @@ class ReconstructionFigureHook(Hook):
     """Write ``original | US-masked | encoder input | reconstruction``.
 
     Uses the first batch of the training dataloader (its masks come from the
-    pipeline) and the model's ``reconstruct`` method.
+    pipeline) and the model's ``reconstruct`` method. A runner whose model
+    has no ``reconstruct`` (a stand-in model, as in mmpretrain's
+    ``tools/visualization/vis_scheduler.py``, which builds a runner with the
+    config's ``custom_hooks`` around a model that does nothing) gets one
+    warning and no figure; training is not affected.
 
     Args:
         interval (int, optional): Also save every ``interval`` epochs as
@@ -37,13 +41,19 @@ class ReconstructionFigureHook(Hook):
         self.num_samples = num_samples
         self.out_name = out_name
         self._batch = None
+        self._warned = False
 
-    def _save(self, runner, name: str) -> str:
+    def _save(self, runner, name: str) -> Optional[str]:
         model = runner.model.module if is_model_wrapper(
             runner.model) else runner.model
-        if not hasattr(model, 'reconstruct'):
-            raise TypeError(f'ReconstructionFigureHook needs a model with '
-                            f'reconstruct(); {type(model).__name__} has none.')
+        if not callable(getattr(model, 'reconstruct', None)):
+            if not self._warned:
+                runner.logger.warning(
+                    f'ReconstructionFigureHook: {type(model).__name__} has '
+                    'no reconstruct() method (not a UM-MAE/MAE/SimMIM '
+                    'model), so no reconstruction figure is written.')
+                self._warned = True
+            return None
         if self._batch is None:
             self._batch = next(iter(runner.train_dataloader))
         results = reconstruct_batch(model, self._batch)

@@ -1,7 +1,11 @@
 # ADE20K (data/ade/ADEChallengeData2016) for mmseg UperNet: random resize of
 # 2048x512 by [0.5, 2.0], 512x512 crop (at most 75% one class), flip,
 # photometric distortion; test at 2048x512 (slide inference in the model's
-# test_cfg); mIoU. 2 images per GPU (16 on 8 GPUs).
+# test_cfg); mIoU. 2 images per GPU (16 on 8 GPUs). Training batches are
+# lists (pseudo_collate, stated so that no launcher's default applies); the
+# val/test loaders name no collate_fn and get mmengine's default, the same
+# pseudo_collate: MMSegInferencer reads `test_dataloader.collate_fn` as a
+# registry key (a str), which the Runner does not accept.
 dataset_type = 'ADE20KDataset'
 data_root = 'data/ade/ADEChallengeData2016'
 crop_size = (512, 512)
@@ -40,7 +44,6 @@ val_dataloader = dict(
     batch_size=1,
     num_workers=4,
     persistent_workers=True,
-    collate_fn=dict(type='pseudo_collate'),
     sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(
         type=dataset_type,

@@ -1,8 +1,12 @@
 # COCO 2017 instance segmentation for mmdet (data/coco: annotations/,
 # train2017/, val2017/): 1333x800 resize, flip; COCO bbox + segm mAP.
 # 2 images per GPU (16 on 8 GPUs, as mmdet's Swin Mask R-CNN). Batches
-# are lists (pseudo_collate, stated so that no launcher's default applies):
-# mmdet's data preprocessor pads and stacks them.
+# are lists (pseudo_collate), which mmdet's data preprocessor pads and
+# stacks: stated for training, so that no launcher's default applies
+# (mmpretrain's train.py would add default_collate). The val/test loaders
+# name no collate_fn and get mmengine's default, the same pseudo_collate:
+# DetInferencer reads `test_dataloader.collate_fn` as a registry key (a
+# str), which the Runner does not accept, so no value suits both.
 dataset_type = 'CocoDataset'
 data_root = 'data/coco/'
 backend_args = None
@@ -42,7 +46,6 @@ val_dataloader = dict(
     batch_size=1,
     num_workers=2,
     persistent_workers=True,
-    collate_fn=dict(type='pseudo_collate'),
     drop_last=False,
     sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(

@@ -1,13 +1,19 @@
 """What the checkpoint converters share: loading, key checks, saving."""
 import argparse
+import errno
+import os
+import os.path as osp
+import shutil
+import tempfile
 from collections import Counter
 from typing import Dict, Iterable, List, Optional, Tuple
 
 import torch
 from mmengine.config import Config
-from mmengine.runner.checkpoint import _load_checkpoint
 
 import mmumae  # noqa: F401  (registers the models, allows mmengine files)
+from mmumae.utils.checkpoint import read_checkpoint
+from mmumae.utils.errors import RunError
 
 Shapes = Dict[str, Tuple[int, ...]]
 
@@ -17,19 +23,39 @@ class ConversionError(ValueError):
 
 
 def load_checkpoint_file(path: str) -> dict:
-    """Load a checkpoint on the CPU, weights-only.
+    """Load a checkpoint on the CPU, weights-only, with mmumae's reader.
 
-    mmengine files (message hub, numpy scalars) load through the allow-list
-    of :mod:`mmumae.compat`; release files of the reference code may also
-    hold its ``argparse.Namespace`` of arguments, a plain attribute
-    container, allowed here too.
+    :func:`mmumae.utils.checkpoint.read_checkpoint` answers a missing,
+    truncated or foreign file with one line (``checkpoint not found:
+    PATH``, ``not a checkpoint file: PATH (reason)``), re-raised here as a
+    :class:`ConversionError`. mmengine files (message hub, numpy scalars)
+    load through the allow-list of :mod:`mmumae.compat`; release files of
+    the reference code may also hold its ``argparse.Namespace`` of
+    arguments, a plain attribute container, allowed here too.
     """
-    with torch.serialization.safe_globals([argparse.Namespace]):
-        ckpt = _load_checkpoint(path, map_location='cpu')
-    if not isinstance(ckpt, dict):
-        raise ConversionError(f'{path} holds a {type(ckpt).__name__}, not a '
-                              f'checkpoint dict; pass a saved checkpoint.')
-    return ckpt
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            return read_checkpoint(path, map_location='cpu')
+    except RunError as err:
+        raise ConversionError(str(err)) from None
+
+
+def check_paths(src: str, dst: str) -> None:
+    """Refuse an output that is the input (it would be replaced).
+
+    Raises:
+        ConversionError: When ``dst`` names the file ``src`` names, or is a
+            directory.
+    """
+    same = osp.realpath(src) == osp.realpath(dst) or (
+        osp.exists(src) and osp.exists(dst) and osp.samefile(src, dst))
+    if same:
+        raise ConversionError(
+            f'the output {dst} is the input file; the conversion would '
+            f'replace it. Name another output file.')
+    if osp.isdir(dst):
+        raise ConversionError(f'the output {dst} is a directory; name the '
+                              f'output file.')
 
 
 def shapes_of(state: Dict[str, torch.Tensor]) -> Shapes:
@@ -98,6 +124,45 @@ def backbone_from_config(cfg_text: str,
 
 def save_checkpoint_file(state: Dict[str, torch.Tensor], meta: dict,
                          path: str) -> None:
-    """Write ``{'meta': meta, 'state_dict': state}`` (mmengine's layout)."""
-    torch.save(dict(meta=meta, state_dict=state), path)
+    """Write ``{'meta': meta, 'state_dict': state}`` (mmengine's layout)
+    atomically.
+
+    The file is written to a hidden temporary file in the output's
+    directory and renamed over ``path`` only when complete, so an
+    interrupted or failed write (disk full) never leaves a partial
+    ``path``; the temporary file is removed on any error.
+
+    Raises:
+        ConversionError: When the file cannot be written (names the file
+            and, for a full disk, the free space).
+    """
+    folder = osp.dirname(osp.abspath(path))
+    if not osp.isdir(folder):
+        raise ConversionError(f'cannot write {path}: the directory {folder} '
+                              f'does not exist; create it first.')
+    fd, tmp = tempfile.mkstemp(
+        dir=folder, prefix=f'.{osp.basename(path)}.', suffix='.tmp')
+    umask = os.umask(0)
+    os.umask(umask)
+    try:
+        os.chmod(tmp, 0o666 & ~umask)  # as a plain open() would create it
+        with os.fdopen(fd, 'wb') as f:
+            torch.save(dict(meta=meta, state_dict=state), f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as err:
+        if osp.exists(tmp):
+            os.remove(tmp)
+        if not isinstance(err, OSError):
+            raise
+        if err.errno == errno.ENOSPC:
+            free = shutil.disk_usage(folder).free / 2**20
+            raise ConversionError(
+                f'cannot write {path}: no space left on the device '
+                f'({free:.0f} MiB free in {folder}); free some space or '
+                f'write elsewhere. Nothing was written.') from None
+        raise ConversionError(
+            f'cannot write {path}: {err.strerror or err}; nothing was '
+            f'written.') from None
     print(f'saved {len(state)} tensors to {path}')

@@ -1,4 +1,5 @@
-"""Models: backbones, decoders and algorithms (heads come from mmpretrain)."""
+"""Models: backbones, decoders, the pixel head and algorithms."""
 from .algorithms import *  # noqa: F401,F403
 from .backbones import *  # noqa: F401,F403
+from .heads import *  # noqa: F401,F403
 from .necks import *  # noqa: F401,F403

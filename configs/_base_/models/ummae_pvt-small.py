@@ -19,7 +19,7 @@ model = dict(
         patch_size=16,
         pos_order='true'),
     head=dict(
-        type='MAEPretrainHead',
+        type='UMMAEPretrainHead',
         norm_pix=True,
         patch_size=16,
         loss=dict(type='PixelReconstructionLoss', criterion='L2')))

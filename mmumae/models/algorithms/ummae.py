@@ -2,6 +2,7 @@
 from typing import Dict, List, Optional, Tuple
 
 import torch
+from mmpretrain.models.heads import MAEPretrainHead
 from mmpretrain.models.selfsup.base import BaseSelfSupervisor
 from mmpretrain.structures import DataSample
 from torch import Tensor
@@ -9,6 +10,7 @@ from torch import Tensor
 from mmumae.registry import MODELS
 from ..backbones import UMMAEViT
 from ..backbones.base import UMBackbone
+from ..heads import UMMAEPretrainHead
 from ..utils import kept_patch_ids
 
 
@@ -68,6 +70,13 @@ class UMMAE(BaseSelfSupervisor):
                 f'UMMAE: the head compares {hp}-px patches but the decoder '
                 f'predicts {p}-px patches; set head patch_size={p} (the mask '
                 f'patch size).')
+        grid = getattr(neck, 'grid', None)
+        if grid is not None and grid[0] != grid[1] and \
+                type(head).patchify is MAEPretrainHead.patchify:
+            raise ValueError(
+                f'UMMAE: input_size {grid[0] * p}x{grid[1] * p} is not square '
+                f'and mmpretrain\'s MAEPretrainHead patchifies square images '
+                f'only; use head type=\'UMMAEPretrainHead\' (same loss).')
         geo = encoder_geometry(self.backbone)
         if geo is None:
             return
@@ -143,6 +152,7 @@ class UMMAE(BaseSelfSupervisor):
             var = target.var(dim=-1, keepdim=True)
             pred = pred * (var + 1.e-6)**.5 + mean
         p = inputs.shape[-1] // mask.shape[-1]
+        grid = tuple(mask.shape[-2:])
 
         def pixels(m: Tensor) -> Tensor:
             m = m.repeat_interleave(p, 1).repeat_interleave(p, 2)
@@ -150,7 +160,9 @@ class UMMAE(BaseSelfSupervisor):
 
         us = pixels(mask)
         sm = pixels(sm_mask)
-        recon = head.unpatchify(pred).to(inputs.dtype)
+        recon = (head.unpatchify(pred, grid) if isinstance(
+            head, UMMAEPretrainHead) else head.unpatchify(pred)).to(
+                inputs.dtype)
         return dict(
             original=inputs,
             us_masked=inputs * (1 - us),

@@ -1,0 +1,4 @@
+"""Heads."""
+from .ummae_head import UMMAEPretrainHead
+
+__all__ = ['UMMAEPretrainHead']

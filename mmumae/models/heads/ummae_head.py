@@ -1,0 +1,62 @@
+"""MAE's pixel head for images of any (H, W), square or not."""
+from typing import Optional, Tuple
+
+import torch
+from mmpretrain.models.heads import MAEPretrainHead
+from torch import Tensor
+
+from mmumae.registry import MODELS
+
+
+@MODELS.register_module()
+class UMMAEPretrainHead(MAEPretrainHead):
+    """mmpretrain's ``MAEPretrainHead`` for non-square images too.
+
+    The same target (per-patch pixels, normalised per patch with
+    ``norm_pix``) and loss; only :meth:`patchify` and :meth:`unpatchify`
+    take an ``(H, W)`` image (mmpretrain's assume ``H == W``). For square
+    images the result is identical.
+
+    Args:
+        loss (dict): Config of the pixel loss.
+        norm_pix (bool): Normalise each target patch by its mean and
+            variance. Defaults to False.
+        patch_size (int): Patch size. Defaults to 16.
+        in_channels (int): Image channels. Defaults to 3.
+    """
+
+    def patchify(self, imgs: Tensor) -> Tensor:
+        """``(B, C, H, W)`` -> ``(B, H/p * W/p, p**2 * C)``, raster order."""
+        p = self.patch_size
+        b, c, h, w = imgs.shape
+        if h % p or w % p or c != self.in_channels:
+            raise ValueError(
+                f'{type(self).__name__}: {c}-channel {h}x{w} images do not '
+                f'split into {p}-px patches of {self.in_channels} channels; '
+                f'use a size that is a multiple of {p} (patch_size).')
+        x = imgs.reshape(b, c, h // p, p, w // p, p)
+        x = torch.einsum('nchpwq->nhwpqc', x)
+        return x.reshape(b, (h // p) * (w // p), p**2 * c)
+
+    def unpatchify(self,
+                   x: Tensor,
+                   grid: Optional[Tuple[int, int]] = None) -> Tensor:
+        """``(B, gh * gw, p**2 * C)`` -> ``(B, C, gh * p, gw * p)``.
+
+        Args:
+            x (Tensor): Patches in raster order.
+            grid (tuple, optional): ``(gh, gw)`` patch grid. Defaults to
+                None (a square grid).
+        """
+        p, c = self.patch_size, self.in_channels
+        if grid is None:
+            side = int(round(x.shape[1]**.5))
+            grid = (side, side)
+        gh, gw = grid
+        if gh * gw != x.shape[1]:
+            raise ValueError(
+                f'{type(self).__name__}: {x.shape[1]} patches do not fill '
+                f'a {gh}x{gw} grid; pass grid=(H/p, W/p).')
+        x = x.reshape(x.shape[0], gh, gw, p, p, c)
+        x = torch.einsum('nhwpqc->nchpwq', x)
+        return x.reshape(x.shape[0], c, gh * p, gw * p)

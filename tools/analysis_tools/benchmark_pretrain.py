@@ -9,21 +9,32 @@ as mmengine runs it, after the data preprocessor::
 
 with the model, optimizer wrapper (the config's AdamW and its
 ``paramwise_cfg``) and masks (the config's mask generator) all from the
-config; the images are random. ``--warmup`` untimed steps, then ``--steps``
-timed ones: median, min and max step time, images/s = batch / median.
+config; the images are random (one batch, made once). ``--warmup``
+untimed steps, then ``--steps`` timed ones: median, min and max step time,
+images/s = batch / median.
+
+``--device cpu|cuda``; ``--amp none|bf16|fp16`` (CUDA: mmengine's
+``AmpOptimWrapper`` of that dtype; CPU: bf16 through mmengine's CPU
+autocast, fp16 refused); ``--compile`` (``torch.compile`` of the backbone,
+the neck and the head's loss; also on a CPU); ``--max-batch`` (the largest
+batch whose step fits, doubling then bisecting; on a CPU bounded by
+``--max-batch-limit`` and ``--max-batch-rss-gib``).
 
 Memory: on CUDA ``torch.cuda.max_memory_allocated``; on the CPU the peak RSS
 of a fresh worker process per variant (``--no-subprocess``: one process,
 peak not isolated). FLOPs: forward FLOPs per image of the loss
-(``torch.utils.flop_counter``, batch 1).
+(``torch.utils.flop_counter``, batch 1, eager fp32).
 
 Usage::
 
     python tools/analysis_tools/benchmark_pretrain.py --model swin-t pvt-s \\
         --batch-size 8 --steps 7 --warmup 2 --out-dir work_dirs/benchmark
+    python tools/analysis_tools/benchmark_pretrain.py --model swin-t \\
+        --device cuda --amp bf16 --compile --max-batch --batch-size 128
 
 Outputs: a table on stdout, ``benchmark.json`` and ``benchmark.png`` in
-``--out-dir``.
+``--out-dir``, and ``results.jsonl`` (one line per finished variant, written
+as it finishes, so a run stopped early keeps what it measured).
 """
 import argparse
 import datetime
@@ -69,8 +80,8 @@ def _backbone_geometry(cfg) -> dict:
 def profile_step(run_step, device, path: str, row_limit: int = 30) -> dict:
     """One more step under :mod:`torch.profiler`; top operators.
 
-    Writes the operator table (by self CPU time, self device time on CUDA)
-    to ``path``.
+    Writes the operator table (by self CPU time; on CUDA by self device
+    time) to ``path``; ``top`` lists the same order, with both times.
     """
     from torch.profiler import ProfilerActivity, profile
     activities = [ProfilerActivity.CPU]
@@ -79,17 +90,24 @@ def profile_step(run_step, device, path: str, row_limit: int = 30) -> dict:
     with profile(activities=activities) as prof:
         step_s = run_step()[0]
     events = prof.key_averages()
-    sort_by = ('self_device_time_total' if device.type == 'cuda' else
-               'self_cpu_time_total')
+
+    def dev_us(e) -> float:
+        return float(getattr(e, 'self_device_time_total', 0.0) or 0.0)
+
+    on_dev = device.type == 'cuda'
+    sort_by = 'self_device_time_total' if on_dev else 'self_cpu_time_total'
     with open(path, 'w') as f:
         f.write(events.table(sort_by=sort_by, row_limit=row_limit))
     total = max(sum(e.self_cpu_time_total for e in events), 1)
-    top = sorted(events, key=lambda e: e.self_cpu_time_total,
-                 reverse=True)[:row_limit]
-    return dict(step_s=step_s, table_file=path, top=[
+    dev_total = max(sum(dev_us(e) for e in events), 1)
+    key = dev_us if on_dev else (lambda e: e.self_cpu_time_total)
+    top = sorted(events, key=key, reverse=True)[:row_limit]
+    return dict(step_s=step_s, table_file=path, sort_by=sort_by, top=[
         dict(name=e.key, calls=e.count,
              self_cpu_ms=e.self_cpu_time_total / 1e3,
-             self_cpu_pct=100 * e.self_cpu_time_total / total)
+             self_cpu_pct=100 * e.self_cpu_time_total / total,
+             self_device_ms=dev_us(e) / 1e3,
+             self_device_pct=100 * dev_us(e) / dev_total)
         for e in top])
 
 
@@ -108,8 +126,56 @@ def _memory(result: dict, spec: dict, device, rss_base) -> None:
         'peak RSS of this process so far (not isolated: --no-subprocess)')
 
 
+def _compile(model, spec: dict, result: dict) -> None:
+    if not spec['compile']:
+        return
+    result['dynamo_before'] = step.dynamo_counts()
+    result['compiled_parts'] = step.compile_parts(
+        model, backend=spec['compile_backend'], mode=spec['compile_mode'],
+        fullgraph=spec['compile_fullgraph'])
+    result['compile_cfg'] = dict(backend=spec['compile_backend'],
+                                 mode=spec['compile_mode'],
+                                 fullgraph=spec['compile_fullgraph'])
+
+
+def _max_batch(model, wrapper_box: list, wrapper_cfg: dict, batches,
+               device, autocast, spec: dict, deadline) -> dict:
+    """``--max-batch``: the search with real steps; its summary."""
+    from mmengine.optim import build_optim_wrapper
+    from pretrain_bench import maxbatch
+    import copy
+
+    def run_batch(n: int) -> None:
+        data = step.prepare(model, batches, n)
+        try:
+            step.make_step(model, wrapper_box[0], data, device, autocast)()
+        finally:
+            del data
+
+    def fresh_wrapper() -> None:
+        wrapper_box[0] = None
+        maxbatch.free_cuda()
+        wrapper_box[0] = build_optim_wrapper(model, copy.deepcopy(wrapper_cfg))
+
+    rss_limit = (None if device.type == 'cuda' else
+                 int(spec['max_batch_rss_gib'] * 2**30))
+    log: list = []
+    fits = maxbatch.step_fits(run_batch, device, rss_limit, log, fresh_wrapper)
+    best, info = maxbatch.find_max_batch(
+        fits, start=spec['max_batch_start'] or spec['batch_size'],
+        limit=spec['max_batch_limit'], step=spec['max_batch_step'],
+        deadline=deadline)
+    fitted = [e for e in log if e['fits'] and e['batch'] == best]
+    return dict(info, max_batch=best, limit=spec['max_batch_limit'],
+                step=spec['max_batch_step'], rss_limit_bytes=rss_limit,
+                log=log, peak_mem_bytes=(fitted[-1]['peak_mem_bytes']
+                                         if fitted else None))
+
+
 def run_variant(spec: dict) -> dict:
     """Build one variant from its config and time it; a result dict."""
+    import time
+
     import torch
     from mmengine.logging import MMLogger
     rss_base = _rss_bytes()  # interpreter + imports, before any model
@@ -117,8 +183,8 @@ def run_variant(spec: dict) -> dict:
                   title=variants.VARIANT_TITLES[spec['variant']],
                   config=spec['config'], cfg_options=spec['cfg_options'],
                   batch_size=spec['batch_size'], device=spec['device'],
-                  precision=spec['precision'], warmup=spec['warmup'],
-                  steps=spec['steps'], notes=[])
+                  amp=spec['amp'], compile=spec['compile'],
+                  warmup=spec['warmup'], steps=spec['steps'], notes=[])
     cfg = variants.load_variant(spec['config'], spec['cfg_options'],
                                 spec['img_size'])
     missing = variants.missing_classes(cfg)
@@ -134,10 +200,10 @@ def run_variant(spec: dict) -> dict:
     logger = MMLogger.get_current_instance()
     level, _ = logger.level, logger.setLevel('WARNING')  # init messages
     try:
-        model, wrapper = step.build(cfg, spec['precision'], device)
+        model, wrapper, wrapper_cfg = step.build(cfg, spec['amp'], device)
     finally:
         logger.setLevel(level)
-    batches = step.BatchMaker(cfg, img, spec['seed'])
+    batches = step.BatchMaker(cfg, img, spec['seed'], spec['pool'])
     result.update(img_size=img, threads=torch.get_num_threads(),
                   geometry=_backbone_geometry(cfg),
                   mask=batches.mask_kind,
@@ -145,29 +211,75 @@ def run_variant(spec: dict) -> dict:
                   params=sum(p.numel() for p in model.parameters()
                              if p.requires_grad),
                   rss_baseline_bytes=rss_base)
+    if spec['flops']:  # eager fp32, before any compilation
+        one = step.prepare(model, batches, 1)
+        (result['flops_per_image'], result['flops_by_module'],
+         result['flops_by_op']) = count_forward_flops(model, one)
+        del one
+    _compile(model, spec, result)
+    autocast = step.autocast_context(spec['amp'], device.type)
+    data = step.prepare(model, batches, spec['batch_size'])
     if device.type == 'cuda':
         torch.cuda.reset_peak_memory_stats()
-    run = step.make_step(model, wrapper, batches, spec['batch_size'], device)
+    run = step.make_step(model, wrapper, data, device, autocast)
     label = f'{spec["model"]}/{spec["variant"]}'
     result.update(step.time_steps(run, spec['warmup'], spec['steps'], label))
     result['images_per_s'] = spec['batch_size'] / result['median_s']
     _memory(result, spec, device, rss_base)
-    one = model.data_preprocessor(batches(1), True)
-    (result['flops_per_image'], result['flops_by_module'],
-     result['flops_by_op']) = count_forward_flops(model, one)
+    if spec['compile']:
+        result.update(step.dynamo_counts(result['dynamo_before']))
     if spec['profile_dir']:
         os.makedirs(spec['profile_dir'], exist_ok=True)
-        path = osp.join(spec['profile_dir'],
-                        f'profile_{spec["model"]}_{spec["variant"]}.txt')
+        tag = '_'.join(t for t in (spec['amp'] if spec['amp'] != 'none'
+                                   else '', 'compile' if spec['compile']
+                                   else '') if t)
+        path = osp.join(spec['profile_dir'], f'profile_{spec["model"]}_'
+                        f'{spec["variant"]}{"_" + tag if tag else ""}.txt')
         result['profile'] = profile_step(run, device, path)
+    del run, data
+    if spec['max_batch']:
+        deadline = spec.get('deadline')
+        deadline = None if deadline is None else \
+            time.monotonic() + max(0.0, deadline - time.time())
+        box = [wrapper]
+        del wrapper
+        result['max_batch'] = _max_batch(model, box, wrapper_cfg, batches,
+                                         device, autocast, spec, deadline)
+        found = result['max_batch']
+        capped = ' (capped by the limit)' if found['capped'] else ''
+        print(f'  {label}: largest batch {found["max_batch"]}{capped}, '
+              f'trials {found["trials"]}', flush=True)
+        if spec['compile']:
+            result.update(step.dynamo_counts(result['dynamo_before']))
+    result.pop('dynamo_before', None)
     result['status'] = 'ok'
     return result
+
+
+def _run_safely(spec: dict) -> dict:
+    """``run_variant`` in this process; a failure becomes a result."""
+    import gc
+    import traceback
+    try:
+        return run_variant(spec)
+    except Exception as e:  # noqa: BLE001 - reported, not hidden
+        traceback.print_exc()
+        first = (str(e).strip().splitlines() or [''])[0][:300]
+        return dict(model=spec['model'], variant=spec['variant'],
+                    status='failed', reason=f'{type(e).__name__}: {first}')
+    finally:
+        gc.collect()
+        if spec['device'] == 'cuda':
+            import torch
+            torch.cuda.empty_cache()
 
 
 def _run_in_subprocess(spec: dict, tmpdir: str) -> dict:
     name = f'{spec["model"]}_{spec["variant"]}'
     spec_file = osp.join(tmpdir, f'{name}_spec.json')
     out_file = osp.join(tmpdir, f'{name}_result.json')
+    if osp.exists(out_file):
+        os.remove(out_file)
     with open(spec_file, 'w') as f:
         json.dump(dict(spec, isolated=True), f)
     cmd = [sys.executable, osp.abspath(__file__), '--worker', spec_file,
@@ -181,6 +293,14 @@ def _run_in_subprocess(spec: dict, tmpdir: str) -> dict:
                     f'{proc.returncode}: {tail[-1] if tail else ""}')
     with open(out_file) as f:
         return json.load(f)
+
+
+def _default_rss_gib() -> float:
+    """Half of the memory available now (CPU ``--max-batch`` bound)."""
+    avail = report._first_line('/proc/meminfo', 'MemAvailable')
+    if avail:
+        return round(int(avail.split()[0]) / 2**20 / 2, 2)
+    return 4.0
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -205,9 +325,48 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="input size (default: the config's crop size)")
     parser.add_argument('--batch-size', type=int, default=8)
     parser.add_argument('--device', choices=['cpu', 'cuda'], default='cpu')
-    parser.add_argument('--precision', choices=step.PRECISIONS,
-                        default='fp32', help='bf16/fp16: mmengine '
-                        'AmpOptimWrapper of that dtype (CUDA only)')
+    parser.add_argument(
+        '--amp', choices=step.AMP, default='none',
+        help='mixed precision: on CUDA mmengine AmpOptimWrapper of that '
+        'dtype (dynamic loss scale); on a CPU bf16 through mmengine '
+        "autocast(device_type='cpu') and a plain OptimWrapper, fp16 "
+        'refused (mmengine has no CPU fp16). Default: none (fp32)')
+    parser.add_argument(
+        '--compile', action='store_true',
+        help='torch.compile the backbone, the neck and the head loss '
+        '(forward and backward; the algorithm glue stays eager)')
+    parser.add_argument('--compile-backend', default='inductor',
+                        help='torch.compile backend (default: inductor; '
+                        'aot_eager traces without generating code)')
+    parser.add_argument('--compile-mode', default=None,
+                        help='torch.compile mode (default, reduce-overhead, '
+                        'max-autotune, max-autotune-no-cudagraphs)')
+    parser.add_argument('--compile-fullgraph', action='store_true',
+                        help='fullgraph=True: a graph break is an error')
+    parser.add_argument(
+        '--max-batch', action='store_true',
+        help='after timing, find the largest batch whose step fits: '
+        'doubling from --max-batch-start, then bisecting')
+    parser.add_argument('--max-batch-start', type=int, default=None,
+                        help='first batch tried (default: --batch-size)')
+    parser.add_argument('--max-batch-limit', type=int, default=None,
+                        help='largest batch tried (default: 64 on a CPU, '
+                        '16384 on CUDA)')
+    parser.add_argument('--max-batch-step', type=int, default=1,
+                        help='granularity of the answer (default: 1)')
+    parser.add_argument('--max-batch-rss-gib', type=float, default=None,
+                        help='CPU: a batch whose step takes the peak RSS '
+                        'above this does not fit (default: half of the '
+                        'memory available at the start)')
+    parser.add_argument('--no-flops', action='store_true',
+                        help='skip the batch-1 FLOP count')
+    parser.add_argument('--pool', type=int, default=64,
+                        help='distinct random samples per batch (a larger '
+                        'batch repeats them; default 64)')
+    parser.add_argument('--time-budget', type=float, default=None,
+                        help='seconds: no variant starts and no --max-batch '
+                        'trial begins after this (the rest is reported as '
+                        'skipped)')
     parser.add_argument('--steps', type=int, default=5)
     parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--rounds', type=int, default=1,
@@ -223,13 +382,32 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--out-dir', default='work_dirs/benchmark_pretrain')
     parser.add_argument('--no-subprocess', action='store_true',
                         help='all variants in this process (peak memory '
-                        'then not per variant)')
+                        'then not per variant on a CPU; on CUDA the peak '
+                        'is reset per variant)')
     parser.add_argument('--worker', default=None, help=argparse.SUPPRESS)
     parser.add_argument('--result-file', default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if min(args.steps, args.batch_size, args.rounds) < 1 or args.warmup < 0:
-        parser.error('--steps, --batch-size and --rounds must be >= 1, '
-                     '--warmup >= 0')
+    if min(args.steps, args.batch_size, args.rounds, args.pool,
+           args.max_batch_step) < 1 or args.warmup < 0:
+        parser.error('--steps, --batch-size, --rounds, --pool and '
+                     '--max-batch-step must be >= 1, --warmup >= 0')
+    if args.compile and args.warmup < 1:
+        parser.error('--compile needs --warmup >= 1 (the first step '
+                     'compiles; it must not be timed)')
+    try:
+        step.check_amp(args.amp, args.device)
+    except ValueError as e:
+        parser.error(str(e))
+    if args.max_batch_limit is None:
+        args.max_batch_limit = 16384 if args.device == 'cuda' else 64
+    if args.max_batch_rss_gib is None:
+        args.max_batch_rss_gib = _default_rss_gib()
+    if args.max_batch and min(args.max_batch_limit,
+                              args.max_batch_start or 1) < 1:
+        parser.error('--max-batch-start and --max-batch-limit must be >= 1')
+    if args.max_batch and args.max_batch_limit < args.max_batch_step:
+        parser.error(f'--max-batch-limit {args.max_batch_limit} is smaller '
+                     f'than --max-batch-step {args.max_batch_step}')
     return args
 
 
@@ -245,15 +423,32 @@ def _specs(args: argparse.Namespace) -> List[dict]:
                 model=model, variant=variant, config=path,
                 cfg_options=options, skip=skip, img_size=args.img_size,
                 batch_size=args.batch_size, device=args.device,
-                precision=args.precision, warmup=args.warmup,
-                steps=args.steps, threads=args.threads, seed=args.seed,
-                isolated=False,
+                amp=args.amp, compile=args.compile,
+                compile_backend=args.compile_backend,
+                compile_mode=args.compile_mode,
+                compile_fullgraph=args.compile_fullgraph,
+                max_batch=args.max_batch,
+                max_batch_start=args.max_batch_start,
+                max_batch_limit=args.max_batch_limit,
+                max_batch_step=args.max_batch_step,
+                max_batch_rss_gib=args.max_batch_rss_gib,
+                flops=not args.no_flops, pool=args.pool,
+                warmup=args.warmup, steps=args.steps, threads=args.threads,
+                seed=args.seed, isolated=False,
                 profile_dir=args.out_dir if args.profile else None))
     return specs
 
 
-def _run_all(specs: List[dict], rounds: int, in_process: bool) -> List[dict]:
-    """Every spec, ``rounds`` times round-robin; one merged result each."""
+def _run_all(specs: List[dict], rounds: int, in_process: bool,
+             jsonl: Optional[str] = None,
+             budget: Optional[float] = None) -> List[dict]:
+    """Every spec, ``rounds`` times round-robin; one merged result each.
+
+    Each finished run is appended to ``jsonl``; past ``budget`` seconds no
+    further run starts.
+    """
+    import time
+    deadline = None if budget is None else time.time() + budget
     runs: List[List[dict]] = [[] for _ in specs]
     with tempfile.TemporaryDirectory(prefix='bench_pretrain_') as tmp:
         for k in range(rounds):
@@ -267,9 +462,26 @@ def _run_all(specs: List[dict], rounds: int, in_process: bool) -> List[dict]:
                                     variant=spec['variant'],
                                     status='skipped', reason=spec['skip'])]
                     continue
+                if deadline is not None and time.time() > deadline:
+                    print(f'{label}: SKIPPED: time budget of {budget:.0f} s '
+                          'spent', flush=True)
+                    runs[i].append(dict(
+                        model=spec['model'], variant=spec['variant'],
+                        amp=spec['amp'], compile=spec['compile'],
+                        status='skipped',
+                        reason=f'time budget of {budget:.0f} s spent'))
+                    continue
                 print(f'{label}: {spec["config"]}', flush=True)
-                runs[i].append(run_variant(spec) if in_process else
-                               _run_in_subprocess(spec, tmp))
+                spec = dict(spec, deadline=deadline)
+                result = (_run_safely(spec) if in_process else
+                          _run_in_subprocess(spec, tmp))
+                if result.get('status') != 'ok':
+                    print(f'{label}: {result.get("status", "?").upper()}: '
+                          f'{result.get("reason")}', flush=True)
+                runs[i].append(result)
+                if jsonl:
+                    with open(jsonl, 'a') as f:
+                        f.write(json.dumps(dict(result, round=k + 1)) + '\n')
     return [step.merge_rounds(r) for r in runs]
 
 
@@ -292,13 +504,17 @@ def main(argv=None) -> dict:
     machine = report.machine_info(args.device)
     command = _command(argv)
     print(f'command: {command}\nmachine: {machine}', flush=True)
-    results = _run_all(_specs(args), args.rounds, args.no_subprocess)
+    os.makedirs(args.out_dir, exist_ok=True)
+    jsonl = osp.join(args.out_dir, 'results.jsonl')
+    if osp.exists(jsonl):
+        os.remove(jsonl)
+    results = _run_all(_specs(args), args.rounds, args.no_subprocess, jsonl,
+                       args.time_budget)
     machine['loadavg_end'] = report.loadavg()
     ratios = report.compute_ratios(results)
     targets = report.check_targets(ratios)
     table = report.format_table(results, ratios, targets, args.device)
     print(f'\n{table}\n\ncommand: {command}\nmachine: {machine}')
-    os.makedirs(args.out_dir, exist_ok=True)
     out = dict(command=command, machine=machine,
                date=datetime.datetime.now().isoformat(timespec='seconds'),
                args={k: v for k, v in vars(args).items()
@@ -308,7 +524,8 @@ def main(argv=None) -> dict:
         json.dump(out, f, indent=2)
     report.plot(results, osp.join(args.out_dir, 'benchmark.png'),
                 args.device)
-    print(f'wrote {args.out_dir}/benchmark.json and benchmark.png')
+    print(f'wrote {args.out_dir}/benchmark.json, results.jsonl and '
+          'benchmark.png')
     return out
 
 

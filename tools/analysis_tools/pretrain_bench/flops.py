@@ -47,7 +47,7 @@ def count_forward_flops(model, data: dict) -> Tuple[int, Dict[str, int],
     counter = FlopCounterMode(display=False,
                               custom_mapping=extra_flop_formulas())
     with torch.no_grad(), counter:
-        model._run_forward(data, mode='loss')
+        model(**data, mode='loss')
     by_module, by_op = {}, {}
     for name, ops in counter.get_flop_counts().items():
         if name.count('.') != 1:  # 'SimMIM.backbone': a direct child

@@ -174,6 +174,24 @@ def format_table(results: List[dict], ratios: Dict[str, dict],
         lines.append(f'target {t["ratio"]}: {t["target"]} ({t["limit"]:.3f})'
                      f': wall {t["time"]:.3f} {verdict[t["met"]]}, CPU '
                      f'{_fmt(t["cpu_time"], ".3f")} {verdict[t["met_cpu"]]}')
+    for r in results:
+        if r.get('status') != 'ok':
+            continue
+        name = f'{r["model"]}/{r["variant"]}'
+        if r.get('compile'):
+            lines.append(
+                f'compile {name}: {", ".join(r.get("compiled_parts", []))}; '
+                f'first step {r["first_step_s"]:.2f} s, graph breaks '
+                f'{r.get("graph_breaks", "?")}, graphs '
+                f'{r.get("unique_graphs", "?")}')
+        found = r.get('max_batch')
+        if found:
+            peak = found.get('peak_mem_bytes')
+            lines.append(
+                f'max batch {name}: {found["max_batch"]}'
+                f'{" (capped by the limit)" if found["capped"] else ""}'
+                f'{f", peak {peak / 2**30:.2f} GiB" if peak else ""}; '
+                f'trials {found["trials"]}')
     notes = [(r, n) for r in results for n in r.get('notes', [])]
     lines += [f'note ({r["model"]}/{r["variant"]}): {n}' for r, n in notes]
     for r in results:

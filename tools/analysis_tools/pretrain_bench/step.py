@@ -5,57 +5,138 @@ preprocessor: forward and loss under the optimizer wrapper's context,
 ``parse_losses``, ``OptimWrapper.update_params`` (backward, optimizer step,
 zero_grad). Images are random; the masks come from the config's own
 pipeline (its mask generator and ``PackInputs``), the batch from its
-``collate_fn`` and data preprocessor, all outside the clock.
+``collate_fn`` and data preprocessor, all made once, outside the clock, and
+reused by every step.
 """
+import contextlib
 import copy
 import statistics
 import time
-from typing import Callable, List, Tuple
+from typing import Callable, ContextManager, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 from mmengine.config import Config
 from mmengine.optim import OptimWrapper, build_optim_wrapper
 
-PRECISIONS = ('fp32', 'bf16', 'fp16')
+#: ``--amp`` choices: ``none`` is fp32
+AMP = ('none', 'bf16', 'fp16')
+_DTYPES = {'bf16': 'bfloat16', 'fp16': 'float16'}
+#: parts of an mmpretrain self-supervised algorithm that ``--compile``
+#: compiles (``head.loss``: the algorithms call the head's loss method)
+COMPILED_PARTS = ('backbone', 'neck', 'head.loss')
 
 
-def optim_wrapper_cfg(cfg: Config, precision: str, device: str) -> dict:
+def check_amp(amp: str, device: str) -> None:
+    """Refuse what mmengine cannot run: fp16 autocast on a CPU."""
+    if amp not in AMP:
+        raise ValueError(f'--amp {amp!r}: use one of {", ".join(AMP)}.')
+    if amp == 'fp16' and device != 'cuda':
+        raise ValueError(
+            '--amp fp16 needs --device cuda: mmengine runs fp16 only through '
+            'AmpOptimWrapper, which needs a GPU, and its CPU autocast '
+            'supports bfloat16 only; use --amp bf16 or --amp none on a CPU.')
+
+
+def optim_wrapper_cfg(cfg: Config, amp: str, device: str) -> dict:
     """The config's optimizer wrapper, set to the benchmark's precision.
 
     The optimizer and its ``paramwise_cfg`` (weight-decay exemptions) stay
     as configured; ``accumulative_counts`` becomes 1, so every timed step
-    updates the weights; fp32 uses a plain ``OptimWrapper``, bf16/fp16 an
-    ``AmpOptimWrapper`` of that dtype (CUDA only).
+    updates the weights. ``none`` (fp32) and bf16 on a CPU use a plain
+    ``OptimWrapper`` (bf16 on a CPU autocasts the forward through
+    :func:`autocast_context`: bf16 has fp32's range and needs no loss
+    scaling); bf16/fp16 on CUDA an ``AmpOptimWrapper`` of that dtype with a
+    dynamic loss scale, as the configs train.
     """
+    check_amp(amp, device)
     wrapper = copy.deepcopy(cfg.optim_wrapper.to_dict())
     wrapper.pop('accumulative_counts', None)
-    if precision == 'fp32':
+    if amp == 'none' or device != 'cuda':
         wrapper['type'] = 'OptimWrapper'
         wrapper.pop('loss_scale', None)
         wrapper.pop('dtype', None)
-    elif device != 'cuda':
-        raise ValueError(f'--precision {precision} needs --device cuda '
-                         f'(mmengine AMP runs on GPUs); use fp32 on a CPU.')
     else:
         wrapper['type'] = 'AmpOptimWrapper'
-        wrapper['dtype'] = 'float16' if precision == 'fp16' else 'bfloat16'
+        wrapper['dtype'] = _DTYPES[amp]
         wrapper.setdefault('loss_scale', 'dynamic')
     return wrapper
 
 
-def build(cfg: Config, precision: str,
-          device: torch.device) -> Tuple[torch.nn.Module, OptimWrapper]:
-    """Model (initialised, on ``device``, train mode) and its wrapper."""
+def autocast_context(amp: str, device: str) -> Callable[[], ContextManager]:
+    """Extra autocast around the forward: bf16 on a CPU only.
+
+    On CUDA the ``AmpOptimWrapper``'s ``optim_context`` autocasts; on a CPU
+    mmengine's :func:`mmengine.runner.autocast` does, in bfloat16.
+    """
+    if amp == 'bf16' and device == 'cpu':
+        from mmengine.runner import autocast
+        return lambda: autocast(device_type='cpu', dtype=torch.bfloat16)
+    return contextlib.nullcontext
+
+
+def build(cfg: Config, amp: str, device: torch.device
+          ) -> Tuple[torch.nn.Module, OptimWrapper, dict]:
+    """Model (initialised, on ``device``, train mode), its wrapper and the
+    wrapper's config (to build a fresh one later)."""
     from mmpretrain.registry import MODELS
     model_cfg = copy.deepcopy(cfg.model)
     model_cfg.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
     model = MODELS.build(model_cfg)
     model.init_weights()
     model.to(device).train()
-    wrapper = build_optim_wrapper(
-        model, optim_wrapper_cfg(cfg, precision, device.type))
-    return model, wrapper
+    wrapper_cfg = optim_wrapper_cfg(cfg, amp, device.type)
+    wrapper = build_optim_wrapper(model, copy.deepcopy(wrapper_cfg))
+    return model, wrapper, wrapper_cfg
+
+
+def compile_parts(model: torch.nn.Module, backend: str = 'inductor',
+                  mode: Optional[str] = None,
+                  fullgraph: bool = False) -> List[str]:
+    """``torch.compile`` the backbone, the neck and the head's loss.
+
+    Each part becomes its own graph, forward and (AOTAutograd) backward;
+    the algorithm's glue around them (stacking the masks of the data
+    samples, the kept-patch ids) stays eager, so the graphs do not depend
+    on the number of data samples. Returns the names of the parts compiled.
+    """
+    torch.compiler.reset()
+    kwargs = dict(backend=backend, mode=mode, fullgraph=fullgraph)
+    done = []
+    for name in ('backbone', 'neck'):
+        part = getattr(model, name, None)
+        if isinstance(part, torch.nn.Module):
+            part.compile(**kwargs)
+            done.append(name)
+    head = getattr(model, 'head', None)
+    if head is not None and hasattr(head, 'loss'):
+        head.loss = torch.compile(head.loss, **kwargs)
+        done.append('head.loss')
+    return done
+
+
+def dynamo_counts(since: Optional[dict] = None) -> Dict[str, object]:
+    """Graph breaks (reason -> count) and graphs compiled by dynamo.
+
+    The process's totals, or those since an earlier return value ``since``
+    (the counters are process-wide). A reason is its first line.
+    """
+    try:
+        from torch._dynamo.utils import counters
+    except ImportError:  # pragma: no cover - torch without dynamo
+        return {}
+    breaks: Dict[str, int] = {}
+    for k, v in counters['graph_break'].items():
+        key = (str(k).strip().splitlines() or [''])[0][:200]
+        breaks[key] = breaks.get(key, 0) + int(v)
+    graphs = int(counters['stats'].get('unique_graphs', 0))
+    if since:
+        old = since.get('graph_break_reasons', {})
+        breaks = {k: v - old.get(k, 0) for k, v in breaks.items()
+                  if v - old.get(k, 0) > 0}
+        graphs -= since.get('unique_graphs', 0)
+    return dict(graph_breaks=sum(breaks.values()),
+                graph_break_reasons=breaks, unique_graphs=graphs)
 
 
 class BatchMaker:
@@ -65,9 +146,19 @@ class BatchMaker:
     ends with ``MaskGenerator``), or is the last transform (``PackInputs``)
     when the model draws its own mask (MAE); the loading, cropping and
     flipping before it are replaced by a random ``img x img`` image.
+
+    Args:
+        cfg (Config): The variant's config.
+        img (int): Image size.
+        seed (int): Seed of the images. Defaults to 0.
+        pool (int): At most this many distinct samples (image and masks);
+            a larger batch repeats them, which a step's cost does not see
+            and which keeps building a batch of thousands cheap. Defaults
+            to 64.
     """
 
-    def __init__(self, cfg: Config, img: int, seed: int = 0) -> None:
+    def __init__(self, cfg: Config, img: int, seed: int = 0,
+                 pool: int = 64) -> None:
         from mmengine.registry import FUNCTIONS
         from mmpretrain.registry import TRANSFORMS
         pipeline = cfg.train_dataloader.dataset.pipeline
@@ -81,35 +172,45 @@ class BatchMaker:
         self.collate = FUNCTIONS.get(collate['type'])
         self.img = img
         self.rng = np.random.default_rng(seed)
+        self.pool = max(1, pool)
+        self._items: List[dict] = []
+
+    def _sample(self) -> dict:
+        img = self.rng.integers(0, 256, (self.img, self.img, 3),
+                                dtype=np.uint8)
+        results = dict(img=img, img_shape=img.shape[:2],
+                       ori_shape=img.shape[:2])
+        for t in self.transforms:
+            results = t(results)
+        return results
 
     def __call__(self, batch: int) -> dict:
-        items = []
-        for _ in range(batch):
-            img = self.rng.integers(0, 256, (self.img, self.img, 3),
-                                    dtype=np.uint8)
-            results = dict(img=img, img_shape=img.shape[:2],
-                           ori_shape=img.shape[:2])
-            for t in self.transforms:
-                results = t(results)
-            items.append(results)
-        return self.collate(items)
+        while len(self._items) < min(batch, self.pool):
+            self._items.append(self._sample())
+        items = self._items
+        return self.collate([items[i % len(items)] for i in range(batch)])
 
 
-def make_step(model, wrapper: OptimWrapper, batches: BatchMaker, batch: int,
-              device: torch.device) -> Callable[[], Tuple[float, float,
-                                                          float]]:
-    """A function running one timed step: (wall s, CPU s, loss)."""
+def prepare(model, batches: BatchMaker, batch: int) -> dict:
+    """One batch through the model's data preprocessor (on its device)."""
+    return model.data_preprocessor(batches(batch), True)
+
+
+def make_step(model, wrapper: OptimWrapper, data: dict, device: torch.device,
+              autocast: Callable[[], ContextManager] = contextlib.nullcontext
+              ) -> Callable[[], Tuple[float, float, float]]:
+    """A function running one timed step on ``data``: (wall s, CPU s,
+    loss)."""
 
     def sync():
         if device.type == 'cuda':
             torch.cuda.synchronize(device)
 
     def step() -> Tuple[float, float, float]:
-        data = model.data_preprocessor(batches(batch), True)
         sync()
         t0, c0 = time.perf_counter(), time.process_time()
-        with wrapper.optim_context(model):
-            losses = model._run_forward(data, mode='loss')
+        with wrapper.optim_context(model), autocast():
+            losses = model(**data, mode='loss')
         loss, _ = model.parse_losses(losses)
         wrapper.update_params(loss)
         sync()
@@ -121,19 +222,26 @@ def make_step(model, wrapper: OptimWrapper, batches: BatchMaker, batch: int,
 
 def time_steps(step: Callable, warmup: int, steps: int,
                label: str) -> dict:
-    """Run ``warmup`` untimed and ``steps`` timed steps; the statistics."""
+    """Run ``warmup`` untimed and ``steps`` timed steps; the statistics.
+
+    ``first_step_s`` is the first warm-up step (with ``--compile``: the
+    compilation).
+    """
     times: List[float] = []
     cpu: List[float] = []
+    first = None
     loss = float('nan')
     for i in range(warmup + steps):
         dt, dc, loss = step()
+        first = dt if first is None else first
         kind = 'warm-up' if i < warmup else 'timed'
         print(f'  {label} step {i + 1}/{warmup + steps} ({kind}): '
               f'{dt:.3f} s, loss {loss:.4f}', flush=True)
         if i >= warmup:
             times.append(round(dt, 5))
             cpu.append(round(dc, 5))
-    return dict(step_stats(times, cpu), loss_last=loss)
+    return dict(step_stats(times, cpu), loss_last=loss,
+                first_step_s=round(first, 5))
 
 
 def step_stats(times: List[float], cpu: List[float]) -> dict:

@@ -62,8 +62,10 @@ class UMStockSwinTransformer(SwinTransformer):
         window_size (int): Window of the dense mode and the size of the
             bias tables (``(2 * window_size - 1)**2`` entries). Defaults
             to 16.
-        um_window_size (int): Window on the compact grid of UM mode; each
-            stage's table must hold its offsets, i.e. the table's window
+        um_window_size (int): Window on the compact grid of UM mode, a
+            multiple of ``2 * mask_patch_size / patch_size`` (8) so that
+            windows and shifts hold whole mask patches; each stage's table
+            must hold its offsets, i.e. the table's window
             (``window_size`` or a stage's own ``block_cfgs`` window) must
             be at least twice the compact window actually used. Defaults
             to 8.
@@ -212,13 +214,14 @@ class UMStockSwinTransformer(SwinTransformer):
             x = pe.norm(x)
         x = self.drop_after_pos(x)
         outs = []
-        for i, stage in enumerate(self.stages):
+        for i, (stage, crd) in enumerate(
+                zip(self.stages, self.stage_coordinates(coords))):
             geos = {}
             for blk in stage.blocks:
                 shifted = blk.attn.shift_size > 0
                 if shifted not in geos:
                     geos[shifted] = self.compact_geometry(
-                        coords, blk.attn.w_msa.window_size[0], shifted, i)
+                        crd, blk.attn.w_msa.window_size[0], shifted, i)
                 x = self._um_block(blk, x, geos[shifted])
             if i in self.out_indices:
                 out = getattr(self, f'norm{i}')(x)
@@ -227,10 +230,26 @@ class UMStockSwinTransformer(SwinTransformer):
                 b, h, w, c = x.shape
                 x, (h, w) = stage.downsample(x.reshape(b, h * w, c), (h, w))
                 x = x.view(b, h, w, -1)
-                # a merged token sits where its top-left token sat
-                coords = torch.div(coords[:, ::2, ::2], 2,
-                                   rounding_mode='floor')
         return tuple(outs)
+
+    def stage_coordinates(self, coords: Tensor) -> List[Tensor]:
+        """Original coordinates of the compact tokens of every stage.
+
+        Args:
+            coords (Tensor): ``(B, h, w, 2)`` long, first-stage coordinates
+                (as :meth:`compact_input` returns them).
+
+        Returns:
+            list[Tensor]: One ``(B, h_i, w_i, 2)`` long tensor per stage, in
+            that stage's token units: a token merged by ``PatchMerging``
+            sits where its top-left token sat, halved (rounded down; an odd
+            map's extra row and column come from the merging's padding).
+        """
+        out = [coords]
+        for _ in range(1, len(self.stages)):
+            out.append(
+                torch.div(out[-1][:, ::2, ::2], 2, rounding_mode='floor'))
+        return out
 
     def compact_geometry(self, coords: Tensor, table_window: int,
                          shifted: bool, stage: int = 0) -> WindowGeometry:
@@ -252,7 +271,21 @@ class UMStockSwinTransformer(SwinTransformer):
             padded keys.
         """
         h, w = coords.shape[1:3]
-        used = min(self.um_window_size, max(h, w))
+        shrunk = max(h, w) <= self.um_window_size
+        used = max(h, w) if shrunk else self.um_window_size
+        shift = used // 2 if shifted and not shrunk else 0
+        # tokens per mask patch at this stage (1 once a token spans them)
+        per_patch = max(self.tokens_per_patch // 2**stage, 1)
+        if used % per_patch or shift % per_patch:
+            raise ValueError(
+                f'UMStockSwinTransformer: {used}-token compact windows '
+                f'(shift {shift}) cut the {per_patch}-token mask patches of '
+                f'stage {stage}, so a window would span more original '
+                f'tokens than its table holds; use an um_window_size that '
+                f'is a multiple of {2 * per_patch}.')
+        # windows hold whole patches; the kept patches of two neighbouring
+        # 2x2 blocks lie up to 3 patches apart, so `used` compact tokens
+        # span at most 2 * used - 1 original ones
         if 2 * used > table_window:
             raise ValueError(
                 f'UMStockSwinTransformer: stage {stage} attends in '

@@ -17,20 +17,25 @@ Usage (``make transfer-demo`` runs it after ``make data``)::
    recommends for pyramid ViTs.
 5. Steps 3-4 again from a random initialisation with the same budget.
 
-Every step is a ``tools/train.py`` run in its own process; the table of
-top-1, bbox / segm mAP and mIoU (each read from the run's
-``vis_data/scalars.json``) and the time of each step are printed and
-written to ``WORK_DIR/results.md``.
+Every step is a ``tools/train.py`` run in its own process, its output in
+a log file; while it runs, a progress line (step k of n, epoch, iteration,
+the run's own ETA) is printed at each logged iteration and evaluation, and
+at least once a minute. The table of top-1, bbox / segm mAP and mIoU (each
+read from the run's ``vis_data/scalars.json``) and the time of each step
+are printed and written to ``WORK_DIR/results.md``.
 """
 import argparse
 import glob
 import json
 import os
 import os.path as osp
+import queue
+import re
 import subprocess
 import sys
+import threading
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, TextIO
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 FINETUNE = 'configs/finetune/swin-mini_ummae-pre_demo.py'
@@ -59,14 +64,102 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _run(cmd: List[str], log: str) -> float:
-    """Run ``cmd`` from the repository root, output to ``log``; seconds."""
+# mmengine's LoggerHook lines, e.g.
+#   Epoch(train) [2][ 6/12]  base_lr: ...  eta: 0:00:35  time: ...
+#   Iter(train) [ 20/100]  ...  eta: 0:01:02 ...
+#   Epoch(val) [1][4/4]  ...   /   Iter(val) [16/16]  ...
+_LOG_LINE = re.compile(
+    r'(?P<kind>Epoch|Iter)\((?P<mode>train|val|test)\)\s*'
+    r'(?:\[\s*(?P<epoch>\d+)\])?\[\s*(?P<it>\d+)/(?P<total>\d+)\]'
+    r'(?:.*?\beta: (?P<eta>[\d:]+(?: day[s]?, [\d:]+)?))?')
+# the config dump at the start of every run: train_cfg = dict(... max_...)
+_TRAIN_CFG = re.compile(r'^train_cfg = dict\(.*\bmax_(?P<unit>epochs|iters)'
+                        r'=(?P<max>\d+)')
+HEARTBEAT_S = 60.0  # a progress line at least this often
+
+
+class Progress:
+    """Follows one run's log and words where it is.
+
+    Args:
+        label (str): The step, e.g. ``'step 4/11 ummae: mask-rcnn'``.
+    """
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.max_epochs: Optional[int] = None
+        self.max_iters: Optional[int] = None
+        self.status = 'starting'
+
+    def update(self, line: str) -> Optional[str]:
+        """Read one log line; the new status when it says where the run
+        is (a logged train or val iteration), else None."""
+        cfg = _TRAIN_CFG.search(line)
+        if cfg:
+            setattr(self, f'max_{cfg["unit"]}', int(cfg['max']))
+            return None
+        found = _LOG_LINE.search(line)
+        if not found:
+            return None
+        it, total = int(found['it']), int(found['total'])
+        if found['mode'] != 'train':
+            self.status = f'evaluating {it}/{total}'
+            return self.status
+        parts = []
+        if found['epoch']:
+            of = f'/{self.max_epochs}' if self.max_epochs else ''
+            parts.append(f'epoch {found["epoch"]}{of}')
+            parts.append(f'iteration {it}/{total}')
+        else:
+            parts.append(f'iteration {it}/{self.max_iters or total}')
+        if found['eta']:
+            parts.append(f'ETA {found["eta"]}')
+        self.status = ', '.join(parts)
+        return self.status
+
+
+def _pump(stream: TextIO, lines: 'queue.Queue[Optional[str]]') -> None:
+    for line in stream:
+        lines.put(line)
+    lines.put(None)
+
+
+def _run(cmd: List[str], log: str, label: str = 'run',
+         env: Optional[Dict[str, str]] = None) -> float:
+    """Run ``cmd`` from the repository root, output to ``log``, printing
+    progress lines (see :class:`Progress`); seconds it took."""
     start = time.time()
-    print(f'[transfer-demo] {" ".join(cmd)}  (log: {log})', flush=True)
+    print(f'[transfer-demo] {label}: {" ".join(cmd)}  (log: {log})',
+          flush=True)
+    progress = Progress(label)
+    lines: 'queue.Queue[Optional[str]]' = queue.Queue()
     with open(log, 'w') as f:
-        done = subprocess.run(cmd, cwd=REPO, stdout=f, stderr=f)
-    if done.returncode:
-        sys.exit(f'[transfer-demo] failed (exit {done.returncode}); the '
+        # unbuffered: a line reaches the progress as soon as it is written
+        env = dict(os.environ if env is None else env, PYTHONUNBUFFERED='1')
+        proc = subprocess.Popen(
+            cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True, errors='replace')
+        threading.Thread(target=_pump, args=(proc.stdout, lines),
+                         daemon=True).start()
+        shown = time.time()
+        while True:
+            try:
+                line = lines.get(timeout=HEARTBEAT_S)
+            except queue.Empty:
+                line = ''
+            if line is None:
+                break
+            f.write(line)
+            f.flush()
+            status = progress.update(line) if line else None
+            if status or time.time() - shown >= HEARTBEAT_S:
+                print(f'[transfer-demo] {label} | '
+                      f'{status or progress.status} | '
+                      f'{time.time() - start:.0f} s', flush=True)
+                shown = time.time()
+        returncode = proc.wait()
+    if returncode:
+        sys.exit(f'[transfer-demo] {label} failed (exit {returncode}); the '
                  f'end of {log}:\n' + ''.join(open(log).readlines()[-15:]))
     return time.time() - start
 
@@ -95,32 +188,52 @@ def read_metrics(work_dir: str, keys: List[str]) -> Dict[str, float]:
     return found
 
 
-def pretrain(args: argparse.Namespace, times: Dict[str, float]) -> str:
+class Steps:
+    """Numbers the chain's steps: ``'step 4/11 ummae: mask-rcnn'``.
+
+    Args:
+        total (int): The number of steps of this run of the chain.
+    """
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.done = 0
+
+    def next(self, name: str) -> str:
+        self.done += 1
+        return f'step {self.done}/{self.total} {name}'
+
+
+def count_steps(pretrain_reused: bool, with_random: bool) -> int:
+    """Pre-training (unless reused), its conversion, then per row:
+    fine-tune, convert, Mask R-CNN, UperNet."""
+    return (0 if pretrain_reused else 1) + 1 + 4 * (2 if with_random else 1)
+
+
+def pretrain(args: argparse.Namespace, times: Dict[str, float],
+             steps: Steps) -> str:
     ckpt = last_checkpoint(args.pretrain_dir)
     if ckpt:
         print(f'[transfer-demo] reusing the pre-training checkpoint {ckpt}')
         return ckpt
     env_dir = osp.abspath(args.pretrain_dir)
     os.makedirs(args.work_dir, exist_ok=True)
-    start = time.time()
-    log = osp.join(args.work_dir, 'pretrain.log')
-    print(f'[transfer-demo] pre-training -> {env_dir} (log: {log})')
-    with open(log, 'w') as f:
-        done = subprocess.run(['bash', 'tools/run_demo.sh'], cwd=REPO,
-                              stdout=f, stderr=f,
-                              env=dict(os.environ, DEMO_WORK_DIR=env_dir))
-    if done.returncode:
-        sys.exit(f'[transfer-demo] pre-training failed; see {log}')
-    times['pre-train'] = time.time() - start
+    times['pre-train'] = _run(
+        ['bash', 'tools/run_demo.sh'], osp.join(args.work_dir,
+                                                'pretrain.log'),
+        steps.next('pre-train'), env=dict(os.environ, DEMO_WORK_DIR=env_dir))
     return last_checkpoint(args.pretrain_dir)
 
 
-def convert(src: str, dst: str, times: Dict[str, float], key: str) -> str:
-    times[key] = _run([sys.executable, CONVERT, src, dst], dst + '.log')
+def convert(src: str, dst: str, times: Dict[str, float], key: str,
+            steps: Steps) -> str:
+    times[key] = _run([sys.executable, CONVERT, src, dst], dst + '.log',
+                      steps.next(key))
     return dst
 
 
-def train(config: str, work_dir: str, init: Optional[str]) -> float:
+def train(config: str, work_dir: str, init: Optional[str],
+          label: str) -> float:
     """tools/train.py on ``config`` from backbone checkpoint ``init`` (None:
     random initialisation)."""
     opt = (f'model.backbone.init_cfg.checkpoint={init}'
@@ -129,23 +242,25 @@ def train(config: str, work_dir: str, init: Optional[str]) -> float:
     # --overwrite: a second run moves the first one's files to previous_*/
     return _run([sys.executable, 'tools/train.py', config, '--work-dir',
                  work_dir, '--overwrite', '--cfg-options', opt],
-                osp.join(work_dir, 'run.log'))
+                osp.join(work_dir, 'run.log'), label)
 
 
 def run_row(args: argparse.Namespace, name: str, init: Optional[str],
-            times: Dict[str, float]) -> Dict[str, float]:
+            times: Dict[str, float], steps: Steps) -> Dict[str, float]:
     """Fine-tune from ``init``, convert, then detect and segment."""
     out: Dict[str, float] = {}
     ft_dir = osp.join(args.work_dir, f'{name}_finetune')
-    times[f'{name}: finetune'] = train(FINETUNE, ft_dir, init)
+    key = f'{name}: finetune'
+    times[key] = train(FINETUNE, ft_dir, init, steps.next(key))
     out.update(read_metrics(ft_dir, TASKS[0][2]))
     ft_backbone = convert(last_checkpoint(ft_dir),
                           osp.join(args.work_dir, f'{name}_ft_backbone.pth'),
-                          times, f'{name}: convert fine-tuned')
+                          times, f'{name}: convert fine-tuned', steps)
     dense_init = ft_backbone if init else None
     for step, config, keys in TASKS[1:]:
         work_dir = osp.join(args.work_dir, f'{name}_{step}')
-        times[f'{name}: {step}'] = train(config, work_dir, dense_init)
+        key = f'{name}: {step}'
+        times[key] = train(config, work_dir, dense_init, steps.next(key))
         out.update(read_metrics(work_dir, keys))
     return out
 
@@ -172,13 +287,15 @@ def main(argv: Optional[List[str]] = None) -> None:
     start = time.time()
     os.makedirs(args.work_dir, exist_ok=True)
     times: Dict[str, float] = {}
-    ckpt = pretrain(args, times)
+    steps = Steps(count_steps(
+        last_checkpoint(args.pretrain_dir) is not None, not args.no_random))
+    ckpt = pretrain(args, times, steps)
     backbone = convert(ckpt, osp.join(args.work_dir, 'pretrain_backbone.pth'),
-                       times, 'convert pre-trained')
+                       times, 'convert pre-trained', steps)
     rows = {'UM-MAE pre-trained -> fine-tuned':
-            run_row(args, 'ummae', backbone, times)}
+            run_row(args, 'ummae', backbone, times, steps)}
     if not args.no_random:
-        rows['random init'] = run_row(args, 'random', None, times)
+        rows['random init'] = run_row(args, 'random', None, times, steps)
     text = table(rows, times, time.time() - start)
     with open(osp.join(args.work_dir, 'results.md'), 'w') as f:
         f.write(text + '\n')

@@ -1,5 +1,7 @@
 # Demo: fine-tune the small PVT pre-trained by
-# configs/ummae/ummae_pvt-mini_demo.py (work_dirs/ummae_pvt-mini_demo/) as a
+# configs/ummae/ummae_pvt-mini_demo.py (`DEMO_CONFIG=configs/ummae/
+# ummae_pvt-mini_demo.py DEMO_WORK_DIR=work_dirs/ummae_pvt-mini_demo bash
+# tools/run_demo.sh` links latest.pth there to its newest checkpoint) as a
 # 10-class classifier on the bundled demo photos; sr ratios 8-4-2-1 and a
 # learnable stage-1 position embedding (initialised from the fixed table at
 # 128 px), otherwise as configs/finetune/swin-mini_ummae-pre_demo.py.
@@ -22,5 +24,5 @@ model = dict(
         out_indices=(3, ),
         init_cfg=dict(
             type='Pretrained',
-            checkpoint='work_dirs/ummae_pvt-mini_demo/epoch_20.pth',
+            checkpoint='work_dirs/ummae_pvt-mini_demo/latest.pth',
             prefix='backbone.')))

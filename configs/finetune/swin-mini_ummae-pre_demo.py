@@ -1,12 +1,16 @@
 # Demo: fine-tune the small Swin pre-trained by
 # configs/ummae/ummae_swin-mini_demo.py (tools/run_demo.sh writes it to
-# work_dirs/ummae_swin-mini_demo/) as a 10-class classifier on the bundled
-# demo photos (data/demo/imagenet: 320 train, 80 val images) on a CPU in a few
-# minutes: 128 px, window 8 (stage maps 32-16-8-4), 6 epochs of 20
-# iterations at batch 16, top-1 on the val split after epochs 3 and 6. The
-# recipe of the ImageNet configs (RandAugment, random erasing, Mixup/CutMix,
-# label smoothing, layer-wise lr decay 0.85) at the demo's scale. Another
-# checkpoint: --cfg-options model.backbone.init_cfg.checkpoint=PATH.
+# work_dirs/ummae_swin-mini_demo/, with latest.pth linked to its newest
+# checkpoint, whatever the number of epochs) as a 10-class classifier on
+# the bundled demo photos (data/demo/imagenet: 320 train, 80 val images) on
+# a CPU in a few minutes: 128 px, window 8 (stage maps 32-16-8-4), 6
+# epochs of 20 iterations at batch 16, top-1 on the val split after epochs
+# 3 and 6. The recipe of the ImageNet configs (RandAugment, random
+# erasing, Mixup/CutMix, label smoothing, layer-wise lr decay 0.85) at the
+# demo's scale. Another
+# checkpoint (e.g. after a pre-training run by hand with tools/train.py,
+# which makes no latest.pth):
+# --cfg-options model.backbone.init_cfg.checkpoint=PATH.
 _base_ = [
     '../_base_/models/finetune_swin-tiny.py',
     '../_base_/datasets/imagenet_bs128_finetune-256px.py',
@@ -15,7 +19,7 @@ _base_ = [
 ]
 img_size = 128
 num_classes = 10
-pretrained = 'work_dirs/ummae_swin-mini_demo/epoch_20.pth'
+pretrained = 'work_dirs/ummae_swin-mini_demo/latest.pth'
 
 model = dict(
     backbone=dict(

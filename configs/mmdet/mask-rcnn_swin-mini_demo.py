@@ -2,9 +2,10 @@
 # 16 val images of 256x320 or 320x256, 3 classes) with the small Swin of
 # configs/ummae/ummae_swin-mini_demo.py, on a CPU in a few minutes: native
 # size, flip, 6 epochs of 12 iterations at batch 4, narrow heads, COCO bbox
-# and segm mAP on the val split at the end. Starts from the demo
-# pre-training checkpoint (tools/run_demo.sh); tools/run_transfer_demo.sh
-# passes the fine-tuned one, or random init (`model.backbone.init_cfg=None`).
+# and segm mAP on the val split at the end. Starts from the newest demo
+# pre-training checkpoint (latest.pth, linked by tools/run_demo.sh);
+# tools/run_transfer_demo.py passes the fine-tuned one, or random init
+# (`model.backbone.init_cfg=None`).
 _base_ = [
     '../_base_/models/mask-rcnn_swin-tiny_fpn.py',
     '../_base_/datasets/coco_instance.py',
@@ -13,7 +14,7 @@ _base_ = [
 ]
 data_root = 'data/demo/coco/'
 classes = ('person', 'cat', 'cup')
-checkpoint = 'work_dirs/ummae_swin-mini_demo/epoch_20.pth'
+checkpoint = 'work_dirs/ummae_swin-mini_demo/latest.pth'
 c = 64  # FPN and head width
 
 model = dict(

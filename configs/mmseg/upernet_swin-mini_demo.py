@@ -4,9 +4,10 @@
 # minutes: random resize x[0.5, 2.0], 128x128 crops, 100 iterations at
 # batch 4, narrow heads, whole-image inference (the paper configs slide
 # 512 windows over 2048x512 images; at 256x320 one pass is cheaper), mIoU
-# on the val split at the end. Starts from the demo pre-training checkpoint
-# (tools/run_demo.sh); tools/run_transfer_demo.sh passes the fine-tuned
-# one, or random init (`model.backbone.init_cfg=None`).
+# on the val split at the end. Starts from the newest demo pre-training
+# checkpoint (latest.pth, linked by tools/run_demo.sh);
+# tools/run_transfer_demo.py passes the fine-tuned one, or random init
+# (`model.backbone.init_cfg=None`).
 _base_ = [
     '../_base_/models/upernet_swin-tiny.py',
     '../_base_/datasets/ade20k_512.py',
@@ -14,7 +15,7 @@ _base_ = [
     '../_base_/default_runtime_seg.py',
 ]
 data_root = 'data/demo/ade/ADEChallengeData2016'
-checkpoint = 'work_dirs/ummae_swin-mini_demo/epoch_20.pth'
+checkpoint = 'work_dirs/ummae_swin-mini_demo/latest.pth'
 crop_size = (128, 128)
 norm_cfg = dict(type='BN', requires_grad=True)  # one process, no SyncBN
 

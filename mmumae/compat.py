@@ -1,45 +1,30 @@
-"""Compatibility fixes for this stack (torch 2.14, numpy 2.4, OpenMMLab 2.x).
+"""The allow-list that lets torch >= 2.6 read mmengine's checkpoints.
 
-Imported first by :mod:`mmumae`; every fix is applied once at import time
-(calling :func:`apply` again is a no-op) and none edits site-packages.
+torch >= 2.6 loads with ``weights_only=True`` by default, and mmengine
+0.10.7 (the latest release) saves types that torch's weights-only
+unpickler refuses: ``mmengine.logging.HistoryBuffer`` (the message hub's log
+scalars) and numpy arrays, scalars and dtypes. Unnecessary once mmengine
+allow-lists its own types (no release up to 0.10.7 does).
 
-1. **Resuming from mmengine checkpoints.** torch >= 2.6 loads with
-   ``weights_only=True`` by default, and mmengine 0.10.7 calls ``torch.load``
-   without the argument, so ``Runner(resume=True)`` and ``load_checkpoint``
-   fail with ``UnpicklingError: Weights only load failed``. The check stays
-   on; only the types a real mmengine checkpoint holds are allow-listed with
-   :func:`torch.serialization.add_safe_globals`:
+:func:`checkpoint_safe_globals` lists exactly those types, also under their
+numpy 1.x module path ``numpy.core.multiarray``. A pickled ``HistoryBuffer``
+refers to its statistics methods through ``builtins.getattr``, which would
+give a file access to any attribute of any allowed object, so that name maps
+to :func:`_history_buffer_getattr`, which resolves only those methods.
 
-   * ``mmengine.logging.HistoryBuffer`` (the message hub's log scalars);
-   * numpy arrays, scalars and dtypes (``ndarray``, ``dtype`` and its
-     per-type subclasses from ``numpy.dtypes``, ``_reconstruct``, ``scalar``),
-     also under their numpy 1.x module path ``numpy.core.multiarray`` so
-     checkpoints written with numpy 1.x load too;
-   * ``builtins.getattr``, which a pickled ``HistoryBuffer`` uses to refer to
-     its statistics methods (``getattr(HistoryBuffer, 'mean')``). The real
-     ``getattr`` would give a checkpoint access to any attribute of any
-     allowed object, so the name is mapped to :func:`_history_buffer_getattr`,
-     which resolves only those methods and refuses everything else.
-
-2. **numpy 2.4 removed** ``np.in1d``; mmpretrain's retrieval metrics
-   (``RetrievalRecall``, ``RetrievalAveragePrecision``) still call it. An
-   alias with the old semantics is added only when numpy lacks it. The other
-   removed aliases (``np.float`` ...) appear only in code paths this project
-   does not use (mmdet's YouTube-VIS evaluation, mmcv's ``pixel_group``) and
-   are left alone.
+The list is used only inside :func:`mmumae.utils.read_checkpoint` (with
+``torch.serialization.safe_globals``): importing mmumae changes no global
+state of torch or numpy.
 """
 import pickle
 from typing import Any, Callable, List, Tuple, Union
 
 import numpy as np
-import torch
 
-__all__ = ['apply', 'checkpoint_safe_globals']
+__all__ = ['checkpoint_safe_globals']
 
 # Statistics methods that mmengine's HistoryBuffer registers by default.
 _HISTORY_BUFFER_STATISTICS = ('min', 'max', 'current', 'mean')
-
-_applied = False
 
 
 def _history_buffer_getattr(owner: Any, name: str) -> Callable:
@@ -100,35 +85,3 @@ def checkpoint_safe_globals() -> List[Union[Callable, Tuple[Callable, str]]]:
             (multiarray.scalar, 'numpy.core.multiarray.scalar'),
         ]
     return safe
-
-
-def _allow_mmengine_checkpoints() -> None:
-    # torch < 2.4 has no allow-list (and loads with weights_only=False).
-    if hasattr(torch.serialization, 'add_safe_globals'):
-        torch.serialization.add_safe_globals(checkpoint_safe_globals())
-
-
-def _in1d(ar1, ar2, assume_unique=False, invert=False, *, kind=None):
-    """``np.in1d`` as numpy < 2.4 had it: ``np.isin`` on the flattened
-    first argument."""
-    return np.isin(
-        np.ravel(ar1), ar2, assume_unique=assume_unique, invert=invert,
-        kind=kind)
-
-
-def _restore_numpy_aliases() -> None:
-    if not hasattr(np, 'in1d'):
-        np.in1d = _in1d
-
-
-def apply() -> None:
-    """Apply every fix once; later calls do nothing."""
-    global _applied
-    if _applied:
-        return
-    _allow_mmengine_checkpoints()
-    _restore_numpy_aliases()
-    _applied = True
-
-
-apply()

@@ -7,15 +7,13 @@ default_scope = 'mmpretrain'
 # (pip install -e .) or on PYTHONPATH.
 custom_imports = dict(imports=['mmumae'], allow_failed_imports=False)
 
-# mmengine's Runner, strict where weights and data enter (mmumae.engine):
-# checkpoints that do not fit the model are refused with the keys named,
-# --resume falls back to the newest loadable checkpoint, an earlier run in
-# the work dir is not overwritten, auto_scale_lr counts gradient
-# accumulation. `mim train` and mmpretrain's train.py build it too.
+# mmengine's Runner; its resume falls back to the newest loadable checkpoint
+# and auto_scale_lr counts gradient accumulation (mmumae.engine.SafeRunner).
+# `mim train` and mmpretrain's train.py build it too.
 runner_type = 'SafeRunner'
 
 # True: log and skip unreadable training images (0-byte, corrupt) instead of
-# stopping; the number skipped is logged at the end of each epoch.
+# stopping (tools/train.py; validation and test images are never skipped).
 skip_bad_images = False
 
 default_hooks = dict(
@@ -26,13 +24,22 @@ default_hooks = dict(
     # step the param_scheduler list
     param_scheduler=dict(type='ParamSchedulerHook'),
     # save every epoch, keep the latest 3 (auto-resume needs
-    # `last_checkpoint`); each is written to a temporary file and renamed,
-    # and old ones are deleted only after that
-    checkpoint=dict(type='SafeCheckpointHook', interval=1, max_keep_ckpts=3),
+    # `last_checkpoint`); `atomic_local` (mmumae.engine.AtomicLocalBackend)
+    # writes each to a temporary file and renames it, and deletes old ones
+    # only after that
+    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=3,
+                    backend_args=dict(backend='atomic_local')),
     # reseed the distributed sampler each epoch
     sampler_seed=dict(type='DistSamplerSeedHook'),
     # prediction visualisation during validation, off by default
     visualization=dict(type='VisualizationHook', enable=False),
+    # mmumae.engine.hooks: one run per work dir (lock), no earlier run
+    # overwritten, a relative `last_checkpoint`; checkpoints that do not fit
+    # the model refused; stop at a NaN/inf loss; exact resume
+    work_dir=dict(type='WorkDirHook'),
+    strict_load=dict(type='StrictLoadHook'),
+    finite_loss=dict(type='FiniteLossHook'),
+    exact_resume=dict(type='ExactResumeHook'),
 )
 
 env_cfg = dict(

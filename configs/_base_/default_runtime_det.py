@@ -7,8 +7,9 @@ custom_imports = dict(
     imports=['mmumae', 'mmumae.engine.optimizers'],
     allow_failed_imports=False)
 
-# mmumae's strict runner and crash-safe checkpoints, as in default_runtime.py
-# (the hook lives in mmpretrain's registry, hence the scope prefix).
+# mmumae's runner, atomic checkpoints and run hooks, as in
+# default_runtime.py (the hooks live in mmpretrain's registry, hence the
+# scope prefix).
 runner_type = 'SafeRunner'
 
 default_hooks = dict(
@@ -16,9 +17,14 @@ default_hooks = dict(
     logger=dict(type='LoggerHook', interval=50),
     param_scheduler=dict(type='ParamSchedulerHook'),
     checkpoint=dict(
-        type='mmpretrain.SafeCheckpointHook', interval=1,
-        max_keep_ckpts=3),
+        type='CheckpointHook', interval=1,
+        max_keep_ckpts=3,
+        backend_args=dict(backend='atomic_local')),
     sampler_seed=dict(type='DistSamplerSeedHook'),
+    work_dir=dict(type='mmpretrain.WorkDirHook'),
+    strict_load=dict(type='mmpretrain.StrictLoadHook'),
+    finite_loss=dict(type='mmpretrain.FiniteLossHook'),
+    exact_resume=dict(type='mmpretrain.ExactResumeHook'),
     visualization=dict(type='DetVisualizationHook'))
 
 env_cfg = dict(

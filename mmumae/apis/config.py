@@ -162,7 +162,8 @@ def _fix_dataloader(loader: Optional[dict], args: argparse.Namespace,
 def merge_train_args(cfg: Config, args: argparse.Namespace) -> List[str]:
     """Apply ``tools/train.py``'s command line to ``cfg`` in place.
 
-    Also checks that the training data exist and hold images.
+    Also checks that the training and validation data exist and hold
+    images (:func:`mmumae.utils.check_dataset_paths`).
 
     Returns:
         list[str]: Warnings to log once the runner (and its logger) exists.
@@ -199,7 +200,7 @@ def merge_train_args(cfg: Config, args: argparse.Namespace) -> List[str]:
     for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         _fix_dataloader(cfg.get(name), args, pin_default,
                         cfg.get('default_scope'))
-    check_dataset_paths(cfg, ['train_dataloader'])
+    check_dataset_paths(cfg, ['train_dataloader', 'val_dataloader'])
     return resolve_amp(cfg, enable_amp=args.amp)
 
 
@@ -224,6 +225,7 @@ def merge_test_args(cfg: Config, args: argparse.Namespace) -> List[str]:
             'config, or add them with --cfg-options.')
     _fix_dataloader(cfg.test_dataloader, args, has_amp_device(),
                     cfg.get('default_scope'))
+    check_dataset_paths(cfg, ['test_dataloader'])
     if args.out is not None:
         if not args.out.endswith(('.pkl', '.pickle')):
             raise RunError(f'--out must end with .pkl or .pickle, got '

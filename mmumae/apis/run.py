@@ -1,16 +1,24 @@
 """Build the runner of a tool and run it."""
 import argparse
+import itertools
+import os.path as osp
 from typing import Callable, List
 
 from mmengine.config import Config
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from mmumae.engine import SafeRunner
+from mmumae.datasets import prepare_image_loading
+from mmumae.engine import SafeRunner, WorkDirHook
 from mmumae.utils import RunError
-from .dist import check_launcher, setup_cpu_dist, teardown_dist
+from .dist import setup_cpu_dist, teardown_dist
 
-__all__ = ['build_runner', 'run_tool']
+__all__ = ['build_runner', 'run_tool', 'error_line']
+
+# Runs started in this process: mmengine names a run's logger and message
+# hub <experiment>_<second>, so a second run within the same second would
+# reuse the first one's; later runs get a numbered experiment_name.
+_RUNS = itertools.count()
 
 
 def build_runner(cfg: Config) -> Runner:
@@ -21,6 +29,16 @@ def build_runner(cfg: Config) -> Runner:
     return SafeRunner.from_cfg(cfg)
 
 
+def error_line(err: Exception) -> str:
+    """The message of a :class:`~mmumae.utils.RunError`, also when a
+    dataloader worker raised it (torch then wraps it in a traceback)."""
+    text = str(err)
+    if 'Original Traceback' in text:
+        last = [line for line in text.splitlines() if line.strip()][-1]
+        text = last.split('RunError: ', 1)[-1]
+    return text
+
+
 def run_tool(args: argparse.Namespace,
              merge: Callable[[Config, argparse.Namespace], List[str]],
              mode: str):
@@ -28,9 +46,9 @@ def run_tool(args: argparse.Namespace,
     a CPU process group where one is needed, build the runner and call its
     ``train()`` or ``test()``.
 
-    A :class:`~mmumae.utils.RunError` (bad checkpoint, data or work dir)
-    ends the process with ``error: <message>`` and status 1, without a
-    traceback.
+    A :class:`~mmumae.utils.RunError` (bad checkpoint, data or work dir,
+    non-finite loss, full disk) ends the process with ``error: <message>``
+    (one line) and status 1, without a traceback.
 
     Args:
         args (argparse.Namespace): The tool's parsed command line.
@@ -41,19 +59,27 @@ def run_tool(args: argparse.Namespace,
     Returns:
         What ``runner.train()`` or ``runner.test()`` returns.
     """
-    check_launcher(args.launcher)
+    runner = None
     try:
         cfg = Config.fromfile(args.config)
         warnings = merge(cfg, args)
-        cpu_dist = setup_cpu_dist(cfg)
+        prepare_image_loading(cfg)
+        count = next(_RUNS)
+        if count and cfg.get('experiment_name') is None:
+            name = osp.splitext(osp.basename(args.config))[0]
+            cfg.experiment_name = f'{name}_run{count + 1}'
+        started = setup_cpu_dist(cfg)
         try:
             runner = build_runner(cfg)
             # Through the runner, so they also reach the run's log file.
-            for message in ([cpu_dist] if cpu_dist else []) + warnings:
+            for message in warnings:
                 runner.logger.warning(message)
             return getattr(runner, mode)()
         finally:
-            if cpu_dist is not None:
+            for hook in runner.hooks if runner is not None else []:
+                if isinstance(hook, WorkDirHook):
+                    hook.release()
+            if started:
                 teardown_dist()
     except RunError as err:
-        raise SystemExit(f'error: {err}') from None
+        raise SystemExit(f'error: {error_line(err)}') from None

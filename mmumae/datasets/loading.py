@@ -1,15 +1,19 @@
 """Image loading that names the file it cannot read."""
-import copy
-import multiprocessing
 import os.path as osp
-from multiprocessing.context import get_spawning_popen
-from typing import Optional
+from typing import List, Optional
 
-from mmcv.transforms import LoadImageFromFile
+import numpy as np
+from mmcv.transforms import BaseTransform, LoadImageFromFile
 from mmengine.logging import MMLogger
 
 from mmumae.registry import TRANSFORMS
 from mmumae.utils import RunError
+
+__all__ = ['SafeLoadImageFromFile', 'CheckSegMap', 'prepare_image_loading']
+
+# Transform types prepare_image_loading replaces (same arguments).
+_STOCK_LOADERS = ('LoadImageFromFile', 'mmpretrain.LoadImageFromFile',
+                  'mmcv.LoadImageFromFile')
 
 
 def _why_unreadable(path: str) -> str:
@@ -22,80 +26,126 @@ def _why_unreadable(path: str) -> str:
 
 @TRANSFORMS.register_module()
 class SafeLoadImageFromFile(LoadImageFromFile):
-    """``LoadImageFromFile`` whose errors name the file, with an opt-in skip.
+    """mmcv's ``LoadImageFromFile`` whose errors name the file.
 
-    mmcv's transform fails on a 0-byte file with OpenCV's ``!buf.empty()``,
-    which names no file. Here every unreadable image raises a
-    :class:`~mmumae.utils.RunError` naming the file and the reason, unless
-    ``skip_bad_images=True``: then it logs a warning naming the file and
-    returns None, and the data set (mmengine's ``BaseDataset``, in training
-    mode) draws another image. :attr:`num_skipped` counts the skipped files
-    across dataloader workers; ``SkippedImagesHook`` reports it per epoch.
+    mmcv's transform answers a 0-byte file with OpenCV's ``!buf.empty()``
+    and a corrupt one with a bare assertion, naming no file. Here every
+    unreadable image raises a :class:`~mmumae.utils.RunError` with the file
+    and the reason. With ``ignore_empty=True`` (mmcv's option, which here
+    also covers undecodable files) it logs a warning naming the file and
+    returns None instead; mmengine's dataset then draws another image in
+    training and refuses the None in test mode, so nothing is skipped in
+    validation or testing.
 
     Args:
-        skip_bad_images (bool): Skip unreadable images instead of stopping.
-            Defaults to False.
-        **kwargs: Arguments of ``LoadImageFromFile`` (``ignore_empty`` is
-            replaced by ``skip_bad_images``).
+        **kwargs: Arguments of mmcv's ``LoadImageFromFile``.
     """
-
-    def __init__(self, skip_bad_images: bool = False, **kwargs) -> None:
-        kwargs.pop('ignore_empty', None)
-        super().__init__(ignore_empty=False, **kwargs)
-        self.skip_bad_images = skip_bad_images
-        # Shared with forked or spawned dataloader workers.
-        self._skipped = multiprocessing.Value('l', 0)
-
-    @property
-    def num_skipped(self) -> int:
-        """Number of images skipped so far, in all workers."""
-        return self._skipped.value
 
     def transform(self, results: dict) -> Optional[dict]:
         """Load ``results['img_path']``; see the class description."""
         path = results['img_path']
         try:
-            return super().transform(results)
+            loaded = super().transform(results)
         except Exception:  # cv2.error, AssertionError, OSError ...
-            reason = _why_unreadable(path)
-        if not self.skip_bad_images:
+            loaded = None
+        if loaded is not None:
+            return loaded
+        reason = _why_unreadable(path)
+        if not self.ignore_empty:
             raise RunError(
                 f'cannot read image {path}: {reason}. Remove or replace it, '
                 'or set skip_bad_images=True to skip unreadable images.')
-        with self._skipped.get_lock():
-            self._skipped.value += 1
-            count = self._skipped.value
-        # Numbered: mmengine's logger drops a warning repeated verbatim.
         MMLogger.get_current_instance().warning(
-            f'skipped unreadable image {path}: {reason} (skip {count} of '
-            'this run)')
+            f'skipped unreadable image {path}: {reason}')
         return None
 
-    def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
-        if get_spawning_popen() is None:
-            # Pickled outside of starting a worker (which shares the
-            # counter): the copy counts on its own.
-            state['_skipped'] = None
-        return state
 
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        if self._skipped is None:
-            self._skipped = multiprocessing.Value('l', 0)
+@TRANSFORMS.register_module()
+class CheckSegMap(BaseTransform):
+    """Refuse a segmentation label map that does not fit its image.
 
-    def __deepcopy__(self, memo: dict) -> 'SafeLoadImageFromFile':
-        """A deep copy that shares the skip counter."""
-        new = self.__class__.__new__(self.__class__)
-        memo[id(self)] = new
-        for key, value in self.__dict__.items():
-            setattr(new, key,
-                    value if key == '_skipped' else copy.deepcopy(value, memo))
-        return new
+    Placed after mmseg's ``LoadAnnotations`` (``prepare_image_loading``
+    does that in every mmseg pipeline): a label map of another size than
+    its image, or holding a label outside ``[0, num_classes)`` other than
+    ``ignore_index``, raises a :class:`~mmumae.utils.RunError` naming the
+    file, before the sample reaches a batch.
 
-    def __repr__(self) -> str:
-        return (super().__repr__()[:-1] +
-                f', skip_bad_images={self.skip_bad_images})')
+    Args:
+        num_classes (int): Classes of the decode head.
+        ignore_index (int): The label that marks ignored pixels.
+            Defaults to 255.
+    """
+
+    def __init__(self, num_classes: int, ignore_index: int = 255) -> None:
+        self.num_classes = num_classes
+        self.ignore_index = ignore_index
+
+    def transform(self, results: dict) -> dict:
+        """Check ``results['gt_seg_map']`` against the image."""
+        seg, path = results['gt_seg_map'], results.get('seg_map_path')
+        size = tuple(results.get('ori_shape', seg.shape))
+        if tuple(seg.shape[:2]) != size:
+            raise RunError(
+                f'label map {path} is {seg.shape[1]}x{seg.shape[0]} but its '
+                f'image {results.get("img_path")} is {size[1]}x{size[0]}; '
+                'regenerate the label map at the size of its image.')
+        labels = np.unique(seg)
+        bad = labels[(labels >= self.num_classes)
+                     & (labels != self.ignore_index)]
+        if bad.size:
+            shift = 1 if results.get('reduce_zero_label') else 0
+            raise RunError(
+                f'label map {path} holds label {int(bad.max()) + shift} '
+                f'(the model has {self.num_classes} classes, '
+                f'{shift}..{self.num_classes - 1 + shift} in the file'
+                f'{", 0 = ignored" if shift else ""}); fix the file or '
+                'set num_classes of the decode head.')
+        return results
 
 
-__all__ = ['SafeLoadImageFromFile']
+def _pipelines(dataset: dict) -> List[list]:
+    if not isinstance(dataset, dict):
+        return []
+    if 'datasets' in dataset:
+        return [p for d in dataset['datasets'] for p in _pipelines(d)]
+    if 'dataset' in dataset:
+        return _pipelines(dataset['dataset'])
+    return [dataset.get('pipeline') or []]
+
+
+def _num_classes(cfg) -> Optional[int]:
+    heads = [(cfg.get('model') or {}).get(k) or {}
+             for k in ('decode_head', 'auxiliary_head')]
+    return next((h['num_classes'] for h in heads if 'num_classes' in h),
+                None)
+
+
+def prepare_image_loading(cfg) -> None:
+    """Make loading errors name the file; skip unreadable training images
+    when the config says ``skip_bad_images=True``.
+
+    In mmpretrain's scope, every ``LoadImageFromFile`` of the
+    train/val/test pipelines (also of wrapped datasets) becomes a
+    ``SafeLoadImageFromFile`` with the same arguments; with
+    ``skip_bad_images`` only the training one gets ``ignore_empty=True``.
+    In mmseg's scope a :class:`CheckSegMap` follows each
+    ``LoadAnnotations``.
+
+    Args:
+        cfg (Config): The full config, edited in place.
+    """
+    scope = cfg.get('default_scope', 'mmpretrain')
+    skip = bool(cfg.get('skip_bad_images', False))
+    num_classes = _num_classes(cfg)
+    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        for pipeline in _pipelines((cfg.get(key) or {}).get('dataset')):
+            for i, step in reversed(list(enumerate(pipeline))):
+                kind = step.get('type') if isinstance(step, dict) else None
+                if scope == 'mmpretrain' and kind in _STOCK_LOADERS:
+                    step['type'] = 'SafeLoadImageFromFile'
+                    step['ignore_empty'] = skip and key == 'train_dataloader'
+                elif scope == 'mmseg' and num_classes and kind in (
+                        'LoadAnnotations', 'mmseg.LoadAnnotations'):
+                    pipeline.insert(i + 1, dict(
+                        type='mmpretrain.CheckSegMap',
+                        num_classes=num_classes))

@@ -1,4 +1,6 @@
-"""Training-loop extensions: hooks, optimizers and the strict runner."""
+"""Training-loop extensions: hooks, optimizers, the runner and the atomic
+checkpoint file backend."""
+from .atomic_backend import AtomicLocalBackend  # noqa: F401
 from .hooks import *  # noqa: F401,F403
 from .optimizers import *  # noqa: F401,F403
-from .runner import SafeRunner, prepare_image_loading  # noqa: F401
+from .runner import SafeRunner, newest_loadable_checkpoint  # noqa: F401

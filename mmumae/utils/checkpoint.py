@@ -9,6 +9,10 @@
   lists them for an error message.
 * :func:`resume_candidates` lists the checkpoints of a work dir, newest
   first, for resuming with a fall-back when the newest is damaged.
+
+Importing this module makes :func:`read_checkpoint` mmengine's loader of
+local files (``CheckpointLoader.register_scheme``), so ``init_cfg``,
+``load_from``, ``--resume`` and ``tools/test.py`` all read through it.
 """
 import os
 import os.path as osp
@@ -19,7 +23,9 @@ from typing import Dict, List, NamedTuple, Optional
 
 import torch
 import torch.nn as nn
+from mmengine.runner import CheckpointLoader, find_latest_checkpoint
 
+from mmumae.compat import checkpoint_safe_globals
 from .errors import RunError
 
 __all__ = [
@@ -110,7 +116,9 @@ def read_checkpoint(path: str, map_location: str = 'cpu') -> dict:
             f'not a checkpoint file: {path} (not written by torch.save, or '
             'truncated by an interrupted copy or save)')
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        with torch.serialization.safe_globals(checkpoint_safe_globals()):
+            ckpt = torch.load(path, map_location=map_location,
+                              weights_only=True)
     except pickle.UnpicklingError as err:
         found = re.search(r'GLOBAL (\S+)', str(err))
         what = found.group(1) if found else 'an object torch refuses'
@@ -142,7 +150,12 @@ def state_dict_of(checkpoint: dict,
 
 def state_dict_mismatch(model: nn.Module,
                         state_dict: Dict[str, object]) -> CheckpointMismatch:
-    """Compare a checkpoint's weights with ``model.state_dict()``.
+    """Compare a checkpoint's weights with ``model.state_dict()``, after
+    the model's own ``load_state_dict`` pre-hooks have adapted them (as
+    mmpretrain's hooks resize a ``pos_embed`` of another size).
+
+    Nothing is copied into the model: a last pre-hook on every module
+    compares and then takes out that module's own keys.
 
     Args:
         model (nn.Module): The model (unwrapped).
@@ -151,16 +164,34 @@ def state_dict_mismatch(model: nn.Module,
     Returns:
         CheckpointMismatch: Missing, unexpected and differently shaped keys.
     """
-    own = model.state_dict()
-    shapes = []
-    for key, value in state_dict.items():
-        if key in own and isinstance(value, torch.Tensor) and \
-                value.shape != own[key].shape:
-            shapes.append(f'{key}: {list(value.shape)} in the checkpoint vs '
-                          f'{list(own[key].shape)} in the model')
+    own = model.state_dict(keep_vars=True)
+    direct: Dict[str, List[str]] = {}
+    for key in own:
+        direct.setdefault(key[:key.rfind('.') + 1], []).append(key)
+    present, shapes = set(), []
+
+    def compare(module, local, prefix, *args) -> None:
+        for key in direct.get(prefix, []):
+            if key not in local:
+                continue
+            value = local.pop(key)
+            present.add(key)
+            if isinstance(value, torch.Tensor) and \
+                    value.shape != own[key].shape:
+                shapes.append(f'{key}: {list(value.shape)} in the '
+                              f'checkpoint vs {list(own[key].shape)} in the '
+                              'model')
+
+    handles = [m.register_load_state_dict_pre_hook(compare)
+               for m in model.modules()]
+    try:
+        result = model.load_state_dict(dict(state_dict), strict=False)
+    finally:
+        for handle in handles:
+            handle.remove()
     return CheckpointMismatch(
-        missing=[k for k in own if k not in state_dict],
-        unexpected=[k for k in state_dict if k not in own],
+        missing=[k for k in result.missing_keys if k not in present],
+        unexpected=list(result.unexpected_keys),
         shapes=shapes,
         num_model_keys=len(own))
 
@@ -185,9 +216,12 @@ def mismatch_text(mismatch: CheckpointMismatch) -> str:
 def resume_candidates(work_dir: str) -> List[str]:
     """The checkpoints a run could resume from, newest first.
 
-    The file named in ``work_dir/last_checkpoint`` comes first (also when
-    it no longer exists: the caller says so), then every
-    ``epoch_N.pth`` / ``iter_N.pth`` of ``work_dir`` by decreasing N.
+    The file ``work_dir/last_checkpoint`` names (read with mmengine's
+    ``find_latest_checkpoint``) comes first, always looked up by its file
+    name in ``work_dir``: a run that was moved, or kept under
+    ``previous_<time>/``, resumes itself. Then every ``epoch_N.pth`` /
+    ``iter_N.pth`` of ``work_dir``, by decreasing N (``epoch_10`` before
+    ``epoch_9``).
 
     Args:
         work_dir (str): The run's work directory.
@@ -196,20 +230,25 @@ def resume_candidates(work_dir: str) -> List[str]:
         list[str]: Paths, without repetitions; empty for a fresh work dir.
     """
     found = []
-    pointer = osp.join(work_dir, 'last_checkpoint')
-    if osp.isfile(pointer):
-        with open(pointer) as f:
-            last = f.read().strip()
-        if last:
-            found.append(last)
-    if osp.isdir(work_dir):
-        numbered = []
-        for name in os.listdir(work_dir):
-            match = CKPT_NAME.match(name)
-            if match:
-                numbered.append((int(match.group(2)), name))
-        for _, name in sorted(numbered, reverse=True):
-            path = osp.join(work_dir, name)
-            if not any(osp.abspath(path) == osp.abspath(p) for p in found):
-                found.append(path)
+    last = find_latest_checkpoint(work_dir) if osp.isfile(
+        osp.join(work_dir, 'last_checkpoint')) else None
+    if last:
+        found.append(osp.join(work_dir, osp.basename(last)))
+    numbered = []
+    for name in os.listdir(work_dir) if osp.isdir(work_dir) else []:
+        match = CKPT_NAME.match(name)
+        if match:
+            numbered.append((int(match.group(2)), name))
+    for _, name in sorted(numbered, reverse=True):
+        path = osp.join(work_dir, name)
+        if not any(osp.abspath(path) == osp.abspath(p) for p in found):
+            found.append(path)
     return found
+
+
+def _load_local(filename: str, map_location=None) -> dict:
+    """mmengine's loader of local files, through :func:`read_checkpoint`."""
+    return read_checkpoint(osp.expanduser(filename), map_location)
+
+
+CheckpointLoader.register_scheme(prefixes='', loader=_load_local, force=True)

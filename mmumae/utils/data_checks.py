@@ -1,4 +1,5 @@
 """Fail early, with the fix, when a config's data is missing or empty."""
+import json
 import os
 import os.path as osp
 from typing import Iterable, List, Optional
@@ -13,6 +14,17 @@ class DataNotFoundError(RunError, FileNotFoundError):
     """A data root or annotation file that does not exist (also a
     ``FileNotFoundError``, which scripts may catch)."""
 
+
+# What each kind of data set looks like on disk, for the missing-data advice.
+LAYOUTS = {
+    'CocoDataset': 'COCO layout: annotations/instances_train2017.json, '
+    'train2017/*.jpg, val2017/*.jpg',
+    'ADE20KDataset': 'ADE20K layout: images/{training,validation}/*.jpg and '
+    'annotations/{training,validation}/*.png',
+}
+IMAGENET_LAYOUT = 'ImageNet layout: train/<class>/*.JPEG and meta/train.txt'
+# A JSON annotation file up to this size is parsed before training.
+JSON_PARSE_LIMIT = 64 * 2**20
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif',
                     '.tiff', '.webp')
@@ -49,10 +61,37 @@ def _has_image(folder: str) -> bool:
     return False
 
 
+def _check_json(key: str, path: str) -> None:
+    """A COCO-style JSON: complete, and listing images (parsed up to
+    :data:`JSON_PARSE_LIMIT`; only its end is read above)."""
+    fix = 're-download or regenerate it'
+    with open(path, 'rb') as f:
+        f.seek(max(0, osp.getsize(path) - 64))
+        tail = f.read().rstrip()
+    if not tail.endswith((b'}', b']')):
+        raise RunError(f'{key}: the annotation file {path} ends in the '
+                       f'middle of its JSON (truncated); {fix}.')
+    if osp.getsize(path) > JSON_PARSE_LIMIT:
+        return
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except ValueError as err:
+        raise RunError(f'{key}: the annotation file {path} is not valid '
+                       f'JSON ({err}); {fix}.') from None
+    if isinstance(data, dict) and 'images' in data and not data['images']:
+        raise RunError(
+            f'{key}: the annotation file {path} lists no images ("images": '
+            '[]); point ann_file at the annotations of this split, or '
+            f'{fix}.')
+
+
 def _check_contents(key: str, dataset: dict) -> None:
     ann = dataset.get('ann_file')
     if ann:
         path = _join(dataset.get('data_root') or '', ann)
+        if path.endswith('.json'):
+            return _check_json(key, path)
         with open(path) as f:
             empty = not any(line.strip() for line in f)
         if empty:
@@ -68,6 +107,20 @@ def _check_contents(key: str, dataset: dict) -> None:
             f'({", ".join(IMAGE_EXTENSIONS[:4])}, ...); put them in class '
             f'sub-folders ({folder}/<class>/*.JPEG) or point data_root at '
             'them.')
+
+
+def _paths(dataset: dict) -> List[str]:
+    """The data root, annotation file and prefix folders a dataset names."""
+    root = dataset.get('data_root') or ''
+    paths = [root] if root else []
+    if dataset.get('ann_file'):
+        paths.append(_join(root, dataset['ann_file']))
+    prefix = dataset.get('data_prefix')
+    if isinstance(prefix, dict):
+        paths += [_join(root, p) for p in prefix.values() if p]
+    elif prefix:
+        paths.append(_join(root, prefix))
+    return paths
 
 
 def check_dataset_paths(cfg,
@@ -89,17 +142,13 @@ def check_dataset_paths(cfg,
         if not loader:
             continue
         for dataset in _inner_datasets(loader.get('dataset', {})):
-            root = dataset.get('data_root') or ''
-            ann = dataset.get('ann_file')
-            paths = [root] if root else []
-            if ann:
-                paths.append(_join(root, ann))
-            for path in paths:
+            layout = LAYOUTS.get(str(dataset.get('type')).split('.')[-1],
+                                 IMAGENET_LAYOUT)
+            for path in _paths(dataset):
                 if not osp.exists(path):
                     raise DataNotFoundError(
                         f'{key}: {path!r} does not exist. Put the data set '
-                        'there (ImageNet layout: train/<class>/*.JPEG and '
-                        'meta/train.txt) or point the config at it, e.g. '
+                        f'there ({layout}) or point the config at it, e.g. '
                         f'--cfg-options {key}.dataset.data_root=/path/to/'
                         f'data; {DEMO_HINT}.')
             _check_contents(key, dataset)

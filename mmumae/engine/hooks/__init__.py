@@ -1,8 +1,11 @@
 """Hooks."""
-from .checkpoint_hook import SafeCheckpointHook
+from .exact_resume_hook import ExactResumeHook
+from .finite_loss_hook import FiniteLossHook
 from .reconstruction_hook import ReconstructionFigureHook
-from .skipped_images_hook import SkippedImagesHook
+from .strict_load_hook import StrictLoadHook
+from .work_dir_hook import WorkDirHook
 
 __all__ = [
-    'ReconstructionFigureHook', 'SafeCheckpointHook', 'SkippedImagesHook'
+    'ExactResumeHook', 'FiniteLossHook', 'ReconstructionFigureHook',
+    'StrictLoadHook', 'WorkDirHook'
 ]

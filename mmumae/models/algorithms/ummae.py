@@ -11,7 +11,7 @@ from mmumae.registry import MODELS
 from ..backbones import UMMAEViT
 from ..backbones.base import UMBackbone
 from ..heads import UMMAEPretrainHead
-from ..utils import kept_patch_ids
+from ..utils import check_patch_mask, check_uniform_mask, kept_patch_ids
 
 
 def stack_sample_field(data_samples: List[DataSample], key: str,
@@ -56,6 +56,8 @@ class UMMAE(BaseSelfSupervisor):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._check_parts()
+        #: set once the first batch's mask was checked (see :meth:`loss`)
+        self.mask_checked = False
 
     def _check_parts(self) -> None:
         """Refuse backbone/decoder/head sizes that disagree, before any
@@ -101,21 +103,51 @@ class UMMAE(BaseSelfSupervisor):
 
     def _masks(self, inputs: Tensor,
                data_samples: List[DataSample]) -> Tuple[Tensor, Tensor]:
+        """Stacked ``mask``, ``sm_mask``; the mask is checked once."""
         mask = stack_sample_field(data_samples, 'mask', inputs.device)
         sm_mask = stack_sample_field(data_samples, 'sm_mask', inputs.device)
+        if not self.mask_checked and not torch.compiler.is_compiling():
+            check_patch_mask(mask, inputs.shape[-2:], type(self).__name__)
+            check_uniform_mask(mask, type(self).__name__)
+            self.mask_checked = True
         return mask, sm_mask
 
     def _predict_patches(self, inputs: Tensor, mask: Tensor,
                          sm_mask: Tensor) -> Tensor:
         """Backbone -> decoder; the block order of the kept patches is
-        computed once here and handed to both."""
-        kept = kept_patch_ids(mask, type(self).__name__)
+        computed once here and handed to both (the mask was checked by
+        :meth:`_masks`)."""
+        kept = kept_patch_ids(mask, type(self).__name__, check=False)
         feats = self.backbone(inputs, mask, sm_mask, kept_ids=kept)
         return self.neck(feats[-1], mask, kept_ids=kept)
+
+    def masked_loss(self, inputs: Tensor, mask: Tensor,
+                    sm_mask: Tensor) -> Tensor:
+        """The loss of :meth:`loss` from mask tensors.
+
+        Tensors in, a scalar out, and no read of a tensor's values (shapes
+        depend on the input size only), so ``torch.compile(fullgraph=True)``
+        captures it, forward and backward, as one graph. The masks are not
+        checked here (see :meth:`loss`).
+
+        Args:
+            inputs (Tensor): Normalised images ``(B, C, H, W)``.
+            mask (Tensor): ``(B, H/p, W/p)`` bool uniform mask.
+            sm_mask (Tensor): ``(B, H/p, W/p)`` bool secondary mask.
+
+        Returns:
+            Tensor: The scalar loss.
+        """
+        pred = self._predict_patches(inputs, mask, sm_mask)
+        return self.head.loss(pred, inputs, mask.flatten(1).to(pred.dtype))
 
     def loss(self, inputs: Tensor, data_samples: List[DataSample],
              **kwargs) -> Dict[str, Tensor]:
         """Reconstruction loss on the patches removed by uniform sampling.
+
+        The first call (outside ``torch.compile``) checks that the mask
+        keeps one patch of every 2x2 block: that reads the mask's values,
+        a host-device sync on a GPU, so it is done once, not every step.
 
         Args:
             inputs (Tensor): Normalised images ``(B, C, H, W)``.
@@ -125,9 +157,7 @@ class UMMAE(BaseSelfSupervisor):
             dict: ``{'loss': Tensor}``.
         """
         mask, sm_mask = self._masks(inputs, data_samples)
-        pred = self._predict_patches(inputs, mask, sm_mask)
-        loss = self.head.loss(pred, inputs, mask.flatten(1).to(pred.dtype))
-        return dict(loss=loss)
+        return dict(loss=self.masked_loss(inputs, mask, sm_mask))
 
     @torch.no_grad()
     def reconstruct(self, inputs: Tensor,

@@ -170,7 +170,8 @@ class UMMAEPretrainDecoder(BaseModule):
         vis = self._expand(x, (gh // 2, gw // 2))
         kept = kept_patch_ids(mask, 'UMMAEPretrainDecoder', check=False) \
             if kept_ids is None else kept_ids
-        removed = masked_patch_ids(mask)
+        # US removes three patches of every 2x2 block: a static count
+        removed = masked_patch_ids(mask, gh * gw - (gh // 2) * (gw // 2))
         pos = self.decoder_pos_embed.expand(b, -1, -1).to(vis.dtype)
         dim = self.embed_dims
 

@@ -5,7 +5,7 @@ patches, True = removed by Uniform Sampling (US). The kept patches, one per
 2x2 block, are listed in *block order* (raster over the ``gh/2 x gw/2``
 blocks): that is the layout of the compact image the pyramid encoder sees.
 """
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -49,6 +49,26 @@ def check_patch_mask(mask: Tensor, image_hw: Tuple[int, int],
     return h // gh
 
 
+def _block_keep(mask: Tensor) -> Tensor:
+    """``(B, gh, gw)`` mask -> ``(B, gh/2, gw/2, 4)`` kept flags per block."""
+    b, gh, gw = mask.shape
+    keep = (~mask.bool()).view(b, gh // 2, 2, gw // 2, 2)
+    return keep.permute(0, 1, 3, 2, 4).reshape(b, gh // 2, gw // 2, 4)
+
+
+def check_uniform_mask(mask: Tensor, owner: str = 'UM encoder') -> None:
+    """Refuse a mask that does not keep exactly one patch per 2x2 block.
+
+    Reads the mask's values (on a GPU: a host-device sync), so the model
+    does it outside ``torch.compile`` and, inside :class:`UMMAE`, once.
+    """
+    if not bool((_block_keep(mask).sum(-1) == 1).all()):
+        raise ValueError(
+            f'{owner}: the mask is not a uniform-sampling mask (every 2x2 '
+            f'block must keep exactly one patch). Use UniformMaskGenerator; '
+            f'for random masks use the SimMIM path (no sm_mask).')
+
+
 def kept_patch_ids(mask: Tensor, owner: str = 'UM encoder',
                    check: bool = True) -> Tensor:
     """Indices (raster, on the mask grid) of the kept patches, in block order.
@@ -56,7 +76,9 @@ def kept_patch_ids(mask: Tensor, owner: str = 'UM encoder',
     Args:
         mask (Tensor): ``(B, gh, gw)`` bool, True = removed by US.
         owner (str): Name used in error messages.
-        check (bool): Verify that every 2x2 block keeps exactly one patch.
+        check (bool): Verify that every 2x2 block keeps exactly one patch
+            (:func:`check_uniform_mask`; skipped while ``torch.compile``
+            traces, as it reads the mask's values).
 
     Returns:
         Tensor: ``(B, gh/2 * gw/2)`` long.
@@ -67,13 +89,9 @@ def kept_patch_ids(mask: Tensor, owner: str = 'UM encoder',
             f'{owner}: a {gh}x{gw} mask grid does not split into 2x2 blocks; '
             f'use an input size that is a multiple of 2 x mask_patch_size '
             f'(e.g. 224 or 256 for 16-px mask patches).')
-    keep = (~mask.bool()).view(b, gh // 2, 2, gw // 2, 2)
-    keep = keep.permute(0, 1, 3, 2, 4).reshape(b, gh // 2, gw // 2, 4)
-    if check and not bool((keep.sum(-1) == 1).all()):
-        raise ValueError(
-            f'{owner}: the mask is not a uniform-sampling mask (every 2x2 '
-            f'block must keep exactly one patch). Use UniformMaskGenerator; '
-            f'for random masks use the SimMIM path (no sm_mask).')
+    keep = _block_keep(mask)
+    if check and not torch.compiler.is_compiling():
+        check_uniform_mask(mask, owner)
     offset = keep.to(torch.uint8).argmax(-1)  # 0..3, raster inside the block
     bi = torch.arange(gh // 2, device=mask.device).view(1, -1, 1)
     bj = torch.arange(gw // 2, device=mask.device).view(1, 1, -1)
@@ -82,13 +100,21 @@ def kept_patch_ids(mask: Tensor, owner: str = 'UM encoder',
     return (rows * gw + cols).reshape(b, -1)
 
 
-def masked_patch_ids(mask: Tensor) -> Tensor:
+def masked_patch_ids(mask: Tensor, num: Optional[int] = None) -> Tensor:
     """Indices of the removed patches in raster order, ``(B, num_masked)``.
 
     Every sample must remove the same number of patches (true for US).
+
+    Args:
+        mask (Tensor): ``(B, gh, gw)`` bool, True = removed.
+        num (int, optional): Removed patches per sample, when known from
+            the shape (US: three of every 2x2 block), which keeps the
+            output shape static (no read of the mask's values). Defaults
+            to None (counted on the first sample).
     """
     flat = mask.flatten(1)
-    num = int(flat[0].sum())
+    if num is None:
+        num = int(flat[0].sum())
     order = torch.argsort((~flat).to(torch.uint8), dim=1, stable=True)
     return order[:, :num]
 

@@ -8,6 +8,7 @@ with the results, and the FLOPs with the geometry of the configs.
 """
 import importlib.util
 import json
+import math
 import statistics
 import subprocess
 import sys
@@ -54,6 +55,11 @@ def swin_report(bench, tmp_path_factory):
 
 
 def _check_stats(r: dict, steps: int) -> None:
+    _check_stats_no_flops(r, steps)
+    assert r['flops_per_image'] == sum(r['flops_by_module'].values())
+
+
+def _check_stats_no_flops(r: dict, steps: int) -> None:
     assert r['status'] == 'ok', r
     times = r['step_times_s']
     assert len(times) == steps == len(r['step_cpu_times_s'])
@@ -62,8 +68,7 @@ def _check_stats(r: dict, steps: int) -> None:
     assert r['median_s'] == pytest.approx(statistics.median(times), abs=1e-5)
     assert r['min_s'] <= r['median_s'] <= r['max_s']
     assert r['images_per_s'] == pytest.approx(r['batch_size'] / r['median_s'])
-    assert r['flops_per_image'] == sum(r['flops_by_module'].values())
-    assert r['loss_last'] == r['loss_last']  # finite
+    assert math.isfinite(r['loss_last'])
 
 
 def test_swin_variants_come_from_the_configs(swin_report):
@@ -187,22 +192,90 @@ def test_variant_selection_and_options(bench):
     assert gen[0]['input_size'] == 128
 
 
-def test_optim_wrapper_precision(bench):
+def test_optim_wrapper_amp(bench):
+    import torch
     from pretrain_bench import step, variants
     cfg = variants.load_variant(variants.PRESETS['swin-t']['variants'][
         'simmim'][0], {})
     assert cfg.optim_wrapper.accumulative_counts == 8
-    fp32 = step.optim_wrapper_cfg(cfg, 'fp32', 'cpu')
+    fp32 = step.optim_wrapper_cfg(cfg, 'none', 'cpu')
     assert fp32['type'] == 'OptimWrapper' and 'accumulative_counts' not in fp32
     assert fp32['paramwise_cfg'] == cfg.optim_wrapper.paramwise_cfg
-    fp16 = step.optim_wrapper_cfg(cfg, 'fp16', 'cuda')
-    assert fp16['type'] == 'AmpOptimWrapper' and fp16['dtype'] == 'float16'
-    with pytest.raises(ValueError, match='needs --device cuda'):
-        step.optim_wrapper_cfg(cfg, 'bf16', 'cpu')
+    for amp, dtype in (('fp16', 'float16'), ('bf16', 'bfloat16')):
+        gpu = step.optim_wrapper_cfg(cfg, amp, 'cuda')
+        assert gpu['type'] == 'AmpOptimWrapper' and gpu['dtype'] == dtype
+        assert gpu['loss_scale'] == 'dynamic'
+    # bf16 on a CPU: a plain wrapper, mmengine's CPU autocast around the
+    # forward; nothing extra elsewhere
+    cpu_bf16 = step.optim_wrapper_cfg(cfg, 'bf16', 'cpu')
+    assert cpu_bf16['type'] == 'OptimWrapper' and 'dtype' not in cpu_bf16
+    with step.autocast_context('bf16', 'cpu')():
+        assert torch.is_autocast_enabled('cpu')
+        assert torch.get_autocast_dtype('cpu') == torch.bfloat16
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
+    with step.autocast_context('bf16', 'cuda')():
+        assert not torch.is_autocast_enabled('cpu')
+    with pytest.raises(ValueError, match='--amp fp16 needs --device cuda'):
+        step.optim_wrapper_cfg(cfg, 'fp16', 'cpu')
+    with pytest.raises(SystemExit):
+        bench.parse_args(['--amp', 'fp16'])  # --device cpu
+    with pytest.raises(SystemExit):
+        bench.parse_args(['--amp', 'fp32'])
     with pytest.raises(SystemExit):
         bench.parse_args(['--steps', '0'])
     with pytest.raises(SystemExit):
         bench.parse_args(['--model', 'resnet-50'])
+    with pytest.raises(SystemExit):
+        bench.parse_args(['--compile', '--warmup', '0'])
+    args = bench.parse_args(['--max-batch'])
+    assert args.max_batch_limit == 64 and args.max_batch_rss_gib > 0
+    assert bench.parse_args(['--device', 'cuda', '--amp', 'fp16'
+                             ]).max_batch_limit == 16384
+
+
+def test_find_max_batch_doubles_then_bisects(bench):
+    from pretrain_bench.maxbatch import find_max_batch
+    seen = []
+
+    def upto(k):
+        def fits(n):
+            seen.append(n)
+            return n <= k
+        return fits
+
+    best, info = find_max_batch(upto(37), start=4, limit=1000)
+    assert best == 37 and info['exact'] and not info['capped']
+    assert seen == [4, 8, 16, 32, 64, 48, 40, 36, 38, 37]
+    assert info['trials'] == [[n, n <= 37] for n in seen]
+    assert info['first_failure'] == 64
+    # granularity: multiples of 8 only
+    seen.clear()
+    best, info = find_max_batch(upto(37), start=8, limit=1000, step=8)
+    assert best == 32 and seen == [8, 16, 32, 64, 48, 40]
+    # the limit fits: capped there, never beyond
+    seen.clear()
+    best, info = find_max_batch(upto(10**6), start=16, limit=100)
+    assert (best, info['capped']) == (100, True)
+    assert seen == [16, 32, 64, 100]
+    # the start does not fit: bisect below it
+    seen.clear()
+    assert find_max_batch(upto(5), start=16, limit=64)[0] == 5
+    assert seen == [16, 8, 4, 6, 5]
+    best, info = find_max_batch(upto(0), start=4, limit=64)
+    assert best == 0 and info['first_failure'] == 4
+    # a deadline already past: no trial, nothing claimed
+    best, info = find_max_batch(upto(50), start=4, limit=64, deadline=0.0)
+    assert best == 0 and info['trials'] == [] and not info['exact']
+    # any threshold, start, step: the largest fitting multiple of step
+    for k in range(0, 130, 7):
+        for start in (1, 3, 16, 200):
+            for step in (1, 3, 8):
+                best, _ = find_max_batch(lambda n: n <= k, start, 120, step)
+                assert best == min(k, 120) // step * step, (k, start, step)
+    with pytest.raises(ValueError, match='must be >= 1'):
+        find_max_batch(upto(5), start=0, limit=8)
+    with pytest.raises(ValueError, match='smaller than'):
+        find_max_batch(upto(5), start=1, limit=4, step=8)
 
 
 def test_rounds_pool_the_timed_steps(bench):
@@ -225,3 +298,74 @@ def test_rounds_pool_the_timed_steps(bench):
     assert step.merge_rounds([one, failed]) is failed
     with pytest.raises(SystemExit):
         bench.parse_args(['--rounds', '0'])
+
+
+def test_compiled_bf16_step_on_cpu(bench, tmp_path):
+    """UM-MAE (tiny Swin) with bf16 autocast on the CPU and torch.compile
+    of its parts (dynamo's tracing with the eager backend: the same graphs
+    inductor would compile, without the C++ build that takes minutes on
+    this machine; gpu_check.sh's rehearsal runs inductor)."""
+    import torch
+    threads = torch.get_num_threads()
+    try:
+        report = bench.main([
+            '--model', 'swin-t', '--variants', 'ummae', '--img-size', '64',
+            '--batch-size', '2', '--steps', '2', '--warmup', '1',
+            '--threads', '1', '--no-subprocess', '--amp', 'bf16',
+            '--compile', '--compile-backend', 'eager', '--no-flops',
+            '--out-dir', str(tmp_path), '--cfg-options', SWIN,
+            'model.neck.in_channels=256', *TINY_DECODER])
+    finally:
+        torch.set_num_threads(threads)
+    r = report['results'][0]
+    _check_stats_no_flops(r, 2)
+    line = json.loads((tmp_path / 'results.jsonl').read_text())
+    assert line['variant'] == 'ummae' and line['median_s'] == r['median_s']
+    assert r['amp'] == 'bf16' and r['compile'] is True
+    assert r['optimizer']['wrapper'] == 'OptimWrapper'
+    assert r['compiled_parts'] == ['backbone', 'neck', 'head.loss']
+    assert r['compile_cfg'] == dict(backend='eager', mode=None,
+                                    fullgraph=False)
+    assert r['unique_graphs'] >= 3  # at least one graph per part
+    assert r['graph_breaks'] == sum(r['graph_break_reasons'].values())
+    assert r['first_step_s'] > r['max_s']  # the step that compiled
+    assert 'compile swin-t/ummae: backbone, neck, head.loss' in \
+        report['table']
+
+
+def test_max_batch_real_steps(bench, tmp_path):
+    """The search with real training steps on the CPU: under a generous
+    RSS bound, 2 -> 4 -> 8 = the limit all fit (capped); under a bound
+    below what any step takes nothing fits (0) and each trial says why."""
+    common = ['--model', 'pvt-s', '--variants', 'ummae', '--img-size', '64',
+              '--steps', '1', '--warmup', '0', '--threads', '1',
+              '--no-subprocess', '--no-flops', '--max-batch',
+              '--cfg-options', PVT, 'model.neck.in_channels=128',
+              *TINY_DECODER]
+    report = bench.main(['--batch-size', '2', '--max-batch-limit', '8',
+                         '--max-batch-rss-gib', '20', '--out-dir',
+                         str(tmp_path / 'a'), *common])
+    r = report['results'][0]
+    found = r['max_batch']
+    assert found['trials'] == [[2, True], [4, True], [8, True]]
+    assert (found['max_batch'], found['capped']) == (8, True)
+    assert [e['batch'] for e in found['log']] == [2, 4, 8]
+    assert all(2**20 < e['peak_mem_bytes'] < 20 * 2**30
+               for e in found['log'])
+    assert found['peak_mem_bytes'] == found['log'][-1]['peak_mem_bytes']
+    assert 'max batch pvt-s/ummae: 8 (capped by the limit)' in \
+        report['table']
+    report = bench.main(['--batch-size', '4', '--max-batch-rss-gib', '0.01',
+                         '--out-dir', str(tmp_path / 'b'), *common])
+    found = report['results'][0]['max_batch']
+    assert found['max_batch'] == 0 and found['first_failure'] == 4
+    assert found['trials'] == [[4, False], [2, False], [1, False]]
+    assert all('peak RSS' in e['reason'] and '> 0.01 GiB' in e['reason']
+               for e in found['log'])
+
+
+def test_time_budget_skips(bench, tmp_path):
+    report = bench.main(['--model', 'swin-t', 'pvt-s', '--time-budget', '0',
+                         '--out-dir', str(tmp_path)])
+    assert [r['status'] for r in report['results']] == ['skipped'] * 5
+    assert all('time budget' in r['reason'] for r in report['results'])

@@ -35,12 +35,14 @@ from tool_helpers import (CLASSIFIER_MODEL, REPO, RUNTIME, folder_loader,
                           log_text, write_image_folders)
 
 from mmumae import apis
+from mmumae.utils import RunError, read_checkpoint
 
 DIST_TRAIN = REPO / 'tools' / 'dist_train.sh'
 DIST_TEST = REPO / 'tools' / 'dist_test.sh'
 NPROC = 2
 TIMEOUT_S = 150  # per launch; one takes ~15 s on 2 CPU cores
-CPU_DIST_WARNING = 'running distributed on the CPU'
+# mmengine's launcher, with the backend set in the config.
+GLOO = 'env_cfg.dist_cfg.backend=gloo'
 
 # 10 images. Training at batch 2: 3 iterations per epoch on 2 ranks (5 on
 # one). Testing with a model that always answers 'b': 30% top-1 over all 10
@@ -150,8 +152,6 @@ def _assert_two_cpu_ranks(log: str) -> None:
     assert f'GPU number: {NPROC}' in log  # mmengine's name for world_size
     # The shared runtime's timeout (10 min, not torch's 30) is kept.
     assert "dist_cfg: {'backend': 'gloo', 'timeout': 600}" in log
-    assert re.search(r'WARNING - Distributed launch \(--launcher pytorch\) '
-                     r'without a GPU: ' + CPU_DIST_WARNING, log)
 
 
 # ----------------------------------------------------------------------------
@@ -165,7 +165,8 @@ def test_dist_train_ummae_on_two_cpu_processes(tmp_path, data_dir):
         UMMAE_TINY.format(runtime=RUNTIME, loader=folder_loader(
             data_dir, TRAIN_BATCH, UMMAE_STEPS)))
     work_dir = tmp_path / 'wd'
-    _launch(DIST_TRAIN, cfg, NPROC, '--work-dir', work_dir, cwd=tmp_path)
+    _launch(DIST_TRAIN, cfg, NPROC, '--work-dir', work_dir, '--cfg-options',
+            GLOO, cwd=tmp_path)
 
     log = log_text(work_dir)
     _assert_two_cpu_ranks(log)
@@ -185,8 +186,7 @@ def test_dist_train_ummae_on_two_cpu_processes(tmp_path, data_dir):
         type='MMDistributedDataParallel', device_ids=None,
         broadcast_buffers=False, find_unused_parameters=False)
     assert dumped.env_cfg.dist_cfg.backend == 'gloo'
-    ckpt = torch.load(work_dir / 'epoch_1.pth', map_location='cpu',
-                      weights_only=False)  # our own file
+    ckpt = read_checkpoint(str(work_dir / 'epoch_1.pth'))
     assert ckpt['meta']['iter'] == iters and ckpt['meta']['epoch'] == 1
     # Saved without the wrapper's `module.` prefix.
     state = ckpt['state_dict']
@@ -210,7 +210,7 @@ def test_dist_test_collects_both_ranks(tmp_path, data_dir):
     work_dir = tmp_path / 'test'
     out = tmp_path / 'preds.pkl'
     _launch(DIST_TEST, cfg, ckpt, NPROC, '--work-dir', work_dir, '--out', out,
-            cwd=tmp_path)
+            '--cfg-options', GLOO, cwd=tmp_path)
 
     log = log_text(work_dir)
     _assert_two_cpu_ranks(log)
@@ -256,7 +256,7 @@ def test_stalled_rank_ends_the_job_within_the_timeout(tmp_path, data_dir):
         "custom_hooks = [dict(type='StallRankOne')]\n")
     start = time.time()
     output = _launch(DIST_TRAIN, cfg, NPROC, '--work-dir', tmp_path / 'wd',
-                     '--cfg-options', 'env_cfg.dist_cfg.timeout=5',
+                     '--cfg-options', 'env_cfg.dist_cfg.timeout=5', GLOO,
                      cwd=tmp_path, expect_rc=None, PYTHONPATH=str(tmp_path))
     elapsed = time.time() - start
     # Rank 0's gradient all-reduce gave up after 5 s, and torchrun ended
@@ -271,85 +271,61 @@ def test_stalled_rank_ends_the_job_within_the_timeout(tmp_path, data_dir):
 # ----------------------------------------------------------------------------
 
 
-def test_cpu_launch_no_longer_refused():
-    apis.check_launcher('none')
-    if not torch.cuda.is_available():
-        apis.check_launcher('pytorch')  # gloo is there: no SystemExit
-        assert apis.uses_cpu_dist('pytorch')
-    assert not apis.uses_cpu_dist('none')
-
-
-def test_launcher_env():
-    torchrun = dict(RANK='1', WORLD_SIZE='2', LOCAL_RANK='1',
-                    MASTER_ADDR='10.0.0.1', MASTER_PORT='29501', OTHER='x')
-    assert apis.launcher_env('pytorch', torchrun) == dict(
-        RANK='1', WORLD_SIZE='2', LOCAL_RANK='1', MASTER_ADDR='10.0.0.1',
-        MASTER_PORT='29501')
-    with pytest.raises(SystemExit, match='MASTER_PORT'):
-        apis.launcher_env('pytorch', dict(RANK='0', WORLD_SIZE='1',
-                                          MASTER_ADDR='h'))
-
-    slurm = dict(SLURM_PROCID='5', SLURM_NTASKS='8', SLURM_LOCALID='1',
-                 SLURM_NODELIST='node[1-2]', MASTER_ADDR='node1')
-    assert apis.launcher_env('slurm', slurm) == dict(
-        RANK='5', WORLD_SIZE='8', LOCAL_RANK='1', MASTER_ADDR='node1',
-        MASTER_PORT='29500')
-
-    mpi = dict(OMPI_COMM_WORLD_RANK='3', OMPI_COMM_WORLD_SIZE='4',
-               OMPI_COMM_WORLD_LOCAL_RANK='1', MASTER_ADDR='h',
-               MASTER_PORT='1234')
-    assert apis.launcher_env('mpi', mpi) == dict(
-        RANK='3', WORLD_SIZE='4', LOCAL_RANK='1', MASTER_ADDR='h',
-        MASTER_PORT='1234')
-    with pytest.raises(SystemExit, match='MASTER_ADDR'):
-        apis.launcher_env('mpi', dict(OMPI_COMM_WORLD_RANK='0',
-                                      OMPI_COMM_WORLD_SIZE='1'))
-
-
-def test_configure_cpu_dist_model_wrapper():
-    cfg = Config(dict(launcher='pytorch', find_unused_parameters=True,
-                      env_cfg=dict(dist_cfg=dict(backend='nccl',
-                                                 timeout=60))))
-    message = apis.configure_cpu_dist(cfg)
-    assert "gloo backend instead of 'nccl'" in message
-    assert cfg.env_cfg.dist_cfg == dict(backend='gloo', timeout=60)
-    # What mmengine would build, with device_ids=None.
-    assert cfg.model_wrapper_cfg == dict(
-        type='MMDistributedDataParallel', device_ids=None,
-        broadcast_buffers=False, find_unused_parameters=True)
-
-    # A given DistributedDataParallel wrapper keeps its options.
-    cfg = Config(dict(launcher='slurm', model_wrapper_cfg=dict(
-        type='MMSeparateDistributedDataParallel', device_ids=[0],
-        broadcast_buffers=True)))
-    apis.configure_cpu_dist(cfg)
-    assert cfg.model_wrapper_cfg == dict(
-        type='MMSeparateDistributedDataParallel', device_ids=None,
-        broadcast_buffers=True)
-    assert cfg.env_cfg.dist_cfg.backend == 'gloo'
-    # Other wrappers take no device_ids and are left alone.
+def test_cpu_dist_needs_gloo_in_the_config():
     cfg = Config(dict(launcher='pytorch',
-                      model_wrapper_cfg=dict(type='DataParallel')))
-    apis.configure_cpu_dist(cfg)
-    assert cfg.model_wrapper_cfg == dict(type='DataParallel')
+                      env_cfg=dict(dist_cfg=dict(backend='nccl'))))
+    if apis.has_amp_device():  # a GPU: mmengine's launcher as it is
+        assert not apis.setup_cpu_dist(cfg)
+        return
+    with pytest.raises(RunError, match='env_cfg.dist_cfg.backend=gloo'):
+        apis.setup_cpu_dist(cfg)
+    cfg = Config(dict(launcher='slurm',
+                      env_cfg=dict(dist_cfg=dict(backend='gloo'))))
+    with pytest.raises(RunError, match='torchrun'):
+        apis.setup_cpu_dist(cfg)
+    assert not apis.setup_cpu_dist(Config(dict(launcher='none')))
 
 
-def test_init_cpu_dist_single_rank(monkeypatch):
-    if torch_dist.is_initialized():
-        pytest.skip('a process group is already running here')
+def test_mmengine_launcher_still_needs_a_gpu(tmp_path):
+    """The gap that setup_cpu_dist closes (docs/tools.md): mmengine's
+    init_dist calls torch.cuda.set_device whatever the backend. When this
+    test fails, mmengine starts gloo on CPU machines itself: drop the
+    pre-initialisation in mmumae/apis/dist.py."""
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES='', RANK='0', WORLD_SIZE='1',
+               LOCAL_RANK='0', MASTER_ADDR='127.0.0.1',
+               MASTER_PORT=str(_free_port()))
+    code = ('from mmengine.dist import init_dist\n'
+            'init_dist("pytorch", backend="gloo")\nprint("started")')
+    proc = subprocess.run([sys.executable, '-c', code], env=env, text=True,
+                          capture_output=True, timeout=120)
+    assert proc.returncode != 0 and 'started' not in proc.stdout, (
+        'mmengine.dist.init_dist now starts gloo without a GPU: remove '
+        'the work-around of mmumae/apis/dist.py')
+    assert 'cuda' in proc.stderr.lower() or 'nvidia' in proc.stderr.lower()
+
+
+def test_setup_cpu_dist_single_rank(monkeypatch):
+    if apis.has_amp_device() or torch_dist.is_initialized():
+        pytest.skip('a GPU, or a process group already running here')
     for name, value in dict(RANK='0', WORLD_SIZE='1', LOCAL_RANK='0',
                             MASTER_ADDR='127.0.0.1',
                             MASTER_PORT=str(_free_port())).items():
         monkeypatch.setenv(name, value)
+    cfg = Config(dict(launcher='pytorch', find_unused_parameters=True,
+                      env_cfg=dict(dist_cfg=dict(backend='gloo',
+                                                 timeout=30))))
     try:
-        assert apis.init_cpu_dist(
-            'pytorch', dict(backend='nccl', timeout=30))
+        assert apis.setup_cpu_dist(cfg)
         assert torch_dist.get_backend() == 'gloo'
         assert torch_dist.get_world_size() == 1
+        # What mmengine would build, with device_ids=None.
+        assert cfg.model_wrapper_cfg == dict(
+            type='MMDistributedDataParallel', device_ids=None,
+            broadcast_buffers=False, find_unused_parameters=True)
         # mmengine's Runner would now skip its own init_dist.
         from mmengine.dist import is_distributed
         assert is_distributed()
-        assert not apis.init_cpu_dist('pytorch')  # already running
+        assert not apis.setup_cpu_dist(cfg)  # already running
     finally:
         apis.teardown_dist()
     assert not torch_dist.is_initialized()

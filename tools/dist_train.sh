@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Distributed training with torchrun (one process per GPU).
-# Without a GPU, GPUS is the number of CPU processes: tools/train.py then
-# starts a gloo process group itself (see docs/tools.md).
+# Without a GPU, GPUS is the number of CPU processes; add
+# `--cfg-options env_cfg.dist_cfg.backend=gloo` (see docs/tools.md).
 #
 #   tools/dist_train.sh CONFIG GPUS [train.py options...]
 #

@@ -369,3 +369,70 @@ def test_time_budget_skips(bench, tmp_path):
                          '--out-dir', str(tmp_path)])
     assert [r['status'] for r in report['results']] == ['skipped'] * 5
     assert all('time budget' in r['reason'] for r in report['results'])
+
+
+def _gpu_check():
+    spec = importlib.util.spec_from_file_location(
+        'gpu_check', TOOL.parent / 'pretrain_bench' / 'gpu_check.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_gpu_check_phases_and_tables(bench, swin_report, tmp_path):
+    """gpu_check.py's phases are valid tool command lines, and its tables
+    and targets are the tool's results (the Swin run above, filed as a
+    bf16 eager phase) and the issue's limits."""
+    gc = _gpu_check()
+    for quick in (False, True):
+        for name in gc.PHASES:
+            for argv in gc.phase_args(name, 'cuda', quick, 128, 32,
+                                      'inductor'):
+                args = bench.parse_args(argv)
+                assert args.amp == name.split('-')[1]
+                assert args.compile == name.startswith('compile')
+                assert args.max_batch == ('maxbatch' in name
+                                          or name.startswith('eager'))
+                assert args.profile == (name == 'eager-bf16')
+                assert args.variants == ['ummae', 'simmim']
+    assert bench.parse_args(gc.phase_args('compile-bf16', 'cuda', False,
+                                          128, 32, 'inductor')[0]
+                            ).model == ['swin-t', 'pvt-s']
+    phases = gc.run_phases(str(tmp_path / 'skip'), ['eager-fp16'], 'cpu',
+                           True, 100.0, 2, 1, 'inductor')
+    assert {p['status'] for p in phases} == {'skipped'}
+    assert 'fp16 needs CUDA' in phases[0]['reason']
+    # the Swin run's results as the eager-bf16 phase of a check
+    report, out = swin_report
+    raw = tmp_path / 'raw' / 'eager-bf16.0'
+    raw.mkdir(parents=True)
+    lines = [dict(json.loads(ln), amp='bf16') for ln in
+             (out / 'results.jsonl').read_text().splitlines()]
+    assert [ln['variant'] for ln in lines] == ['ummae', 'simmim',
+                                               'simmim-stock']
+    (raw / 'results.jsonl').write_text(
+        ''.join(json.dumps(ln) + '\n' for ln in lines))
+    summary = gc.write_outputs(str(tmp_path / 'raw'), str(tmp_path / 'out'),
+                               dict(phases=[], wall_s=1.0, budget=2.0))
+    assert sorted(p.name for p in (tmp_path / 'out').iterdir()) == [
+        'gpu_check.md', 'profiles.txt', 'raw.tar.gz', 'results.json']
+    um, sm = lines[0], lines[1]
+    goal = next(g for g in summary['targets'] if g['model'] == 'swin-t'
+                and g['amp'] == 'bf16' and not g['compile'])
+    assert goal['time_ratio'] == pytest.approx(um['median_s'] /
+                                               sm['median_s'])
+    assert goal['memory_ratio'] == pytest.approx(um['peak_mem_bytes'] /
+                                                 sm['peak_mem_bytes'])
+    assert goal['time_met'] == (goal['time_ratio'] <= 0.45)
+    assert goal['memory_met'] == (goal['memory_ratio'] <= 0.40)
+    assert goal['rate'] == um['images_per_s']
+    assert goal['rate_limit'] == pytest.approx(2 * 1281167 * 200 /
+                                               (25.0 * 3600 * 8))
+    others = [g for g in summary['targets'] if g is not goal]
+    assert all(g['time_ratio'] is None for g in others)
+    md = (tmp_path / 'out' / 'gpu_check.md').read_text()
+    row = (f'| swin-t | ummae | bf16 | no | 64 | 8 | '
+           f'{um["median_s"] * 1e3:.1f} | {um["images_per_s"]:.1f} | ')
+    assert row in md
+    assert f'| swin-t | bf16 | no | {goal["time_ratio"]:.3f} | <= 0.45' in md
+    assert 'not measured' in md  # the fp16 and compiled rows

@@ -48,6 +48,10 @@ class WorkDirHook(Hook):
     def before_run(self, runner) -> None:
         """Take the lock, then keep (or refuse to overwrite) an earlier
         run."""
+        if self._fd is not None:
+            # runner.val() / runner.test() after runner.train(): this run
+            # holds the lock already, and the checkpoints are its own
+            return
         message = None
         if runner.rank == 0:
             message = self._lock(runner) or self._keep_earlier_run(runner)

@@ -24,7 +24,8 @@ import mmumae  # noqa: F401  (registers the UM classes)
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 NAME = re.compile(r'^(?P<algo>ummae|simmim|mae)_(?P<backbone>[a-z0-9-]+)_'
                   r'(?P<gpus>\d+)xb(?P<batch>\d+)(-accum(?P<accum>\d+))?'
-                  r'-amp-coslr-(?P<epochs>\d+)e_in1k-(?P<px>\d+)px\.py$')
+                  r'-amp(?P<bf16>-bf16)?-coslr-(?P<epochs>\d+)e_in1k-'
+                  r'(?P<px>\d+)px\.py$')
 PAPER = sorted(
     p for p in glob.glob(osp.join(REPO, 'configs', '*', '*.py'))
     if osp.basename(osp.dirname(p)) in ('ummae', 'simmim')
@@ -86,6 +87,8 @@ def test_name_matches_contents_and_recipe(path):
     # AdamW, lr 1.5e-4 x total / 256, betas (0.9, 0.95), wd 0.05, AMP
     opt = cfg.optim_wrapper.optimizer
     assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
+    assert cfg.optim_wrapper.get('dtype') == (
+        'bfloat16' if name['bf16'] else None)  # None: fp16, the paper's
     assert opt.type == 'AdamW'
     assert opt.lr == pytest.approx(1.5e-4 * total / 256)
     assert tuple(opt.betas) == (0.9, 0.95) and opt.weight_decay == 0.05
@@ -113,7 +116,9 @@ def test_bases_only_from_base_or_own_folder(path):
     bases = [bases] if isinstance(bases, str) else bases
     for base in bases:
         assert base.startswith('../_base_/') or base.startswith('./'), base
-    if osp.basename(path).startswith('mae_'):  # MAE's bases, no _delete_
+    if osp.basename(path).startswith('mae_') and '-bf16-' in path:
+        assert bases == ['./' + osp.basename(path).replace('-bf16', '')]
+    elif osp.basename(path).startswith('mae_'):  # MAE's bases, no _delete_
         assert '../_base_/models/mae_vit-base-p16.py' in bases
         assert '_delete_' not in open(path).read()
 
@@ -146,6 +151,8 @@ def test_um_configs(path):
     bb = cfg.model.backbone
     if bb.type == 'UMSwinTransformer':
         assert bb.window_size == 8
+    elif bb.type == 'UMStockSwinTransformer':  # window-16 tables
+        assert bb.um_window_size == 8 and bb.window_size == 16
     elif bb.type == 'UMPVT':
         assert tuple(bb.sr_ratios) == (4, 2, 1, 1)
     else:
@@ -183,6 +190,7 @@ def test_simmim_configs_reference_geometry(path):
 def _tiny(cfg: Config) -> Config:
     bb = cfg.model.backbone
     arch = {'UMSwinTransformer': TINY_SWIN, 'UMPVT': TINY_PVT,
+            'UMStockSwinTransformer': TINY_SWIN,
             'SimMIMSwinTransformer': TINY_SWIN, 'UMMAEViT': TINY_VIT,
             'MAEViT': TINY_VIT}[bb.type]
     bb.arch = arch
@@ -242,3 +250,68 @@ def test_readme_and_metafile_list_the_configs(folder):
         assert m['Config'].endswith(m['Name'] + '.py')
     assert {osp.basename(m['Config']) for m in meta['Models']} == {
         c for c in configs if not c.endswith('_demo.py')}
+
+
+BF16 = [p for p in PAPER if _name(p)['bf16']]
+
+
+def test_every_paper_config_has_a_bf16_variant():
+    fp16 = {osp.basename(p) for p in PAPER if not _name(p)['bf16']}
+    bf16 = {osp.basename(p).replace('-bf16', '') for p in BF16}
+    # the stock-Swin UM-MAE config is another's; all others have a variant
+    assert fp16 - bf16 <= {
+        'ummae_stock-swin-tiny-w8_8xb512-amp-coslr-200e_in1k-256px.py'}
+    assert bf16 <= fp16
+
+
+@pytest.mark.parametrize('path', BF16, ids=osp.basename)
+def test_bf16_variant_differs_only_in_dtype(path):
+    """The bf16 config is its fp16 sibling with dtype='bfloat16' (bf16 has
+    fp32's range: no other setting changes)."""
+    bf16 = _cfg(path).to_dict()
+    fp16 = _cfg(path.replace('-bf16', '')).to_dict()
+    assert bf16['optim_wrapper'].pop('dtype') == 'bfloat16'
+    assert bf16 == fp16
+
+
+@pytest.mark.parametrize('path', [
+    p for p in BF16 if osp.basename(p).startswith(('ummae_swin-tiny',
+                                                   'ummae_pvt-small'))
+], ids=osp.basename)
+def test_bf16_steps_on_cpu(path):
+    """A few bf16 steps of the bf16 config's model and optimizer on a CPU,
+    finite and falling. ``AmpOptimWrapper`` needs a GPU, so the forward is
+    autocast as its ``optim_context`` does (mmengine's ``autocast`` with
+    the config's dtype; CPU autocast supports bf16) and the step is the
+    config's optimizer in a plain ``OptimWrapper``."""
+    import numpy as np
+    from mmengine.runner import autocast
+    from mmpretrain.structures import DataSample
+    cfg = _tiny(_cfg(path))
+    cfg.model.neck.update(embed_dims=32, num_heads=2, depth=1)
+    dtype = getattr(torch, cfg.optim_wrapper.dtype)
+    assert dtype is torch.bfloat16
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    wrapper = build_optim_wrapper(model, dict(
+        type='OptimWrapper', optimizer=dict(cfg.optim_wrapper.optimizer,
+                                            lr=2e-3),
+        paramwise_cfg=cfg.optim_wrapper.paramwise_cfg))
+    gen = TRANSFORMS.build(_transform(cfg, 'MaskGenerator'))
+    np.random.seed(0)
+    drawn = [gen({}) for _ in range(4)]
+    samples = [DataSample(mask=d['mask'], sm_mask=d['sm_mask'])
+               for d in drawn]
+    x = torch.randn(4, 3, 256, 256, generator=torch.Generator().manual_seed(0))
+    losses = []
+    for _ in range(6):
+        with autocast(device_type='cpu', dtype=dtype):
+            feats = model.backbone(x, torch.stack([d['mask'] for d in drawn]),
+                                   torch.stack([d['sm_mask'] for d in drawn]))
+            assert feats[-1].dtype == torch.bfloat16  # really bf16
+            loss = model.loss(x, samples)['loss']
+        wrapper.update_params(loss)
+        losses.append(float(loss))
+    assert np.isfinite(losses).all()
+    assert losses[-1] < losses[0] - 1e-3, losses

@@ -221,6 +221,7 @@ class UMPVT(UMBackbone):
         if learnable_pos_embed:
             self.pos_embed = nn.Parameter(
                 sincos_2d_colfirst(*self.pos_grid, self.embed_dims[0])[None])
+        self.register_load_state_dict_pre_hook(self._pos_embed_pre_hook)
         self.stages = ModuleList([
             UMPVTStage(in_channels if i == 0 else self.embed_dims[i - 1],
                        dims, patch_size if i == 0 else 2, self.num_heads[i],
@@ -251,24 +252,39 @@ class UMPVT(UMBackbone):
         fixed-table model: it keeps its sin-cos initialisation."""
         return super()._allowed_missing() | {'pos_embed'}
 
-    def _adapt_checkpoint(self, state: dict, path: str) -> dict:
-        """Warn about an ignored ``pos_embed``; resize one of another grid."""
-        pe = state.get('pos_embed')
-        if pe is None:
-            return state
-        if not self.learnable_pos_embed:
+    @staticmethod
+    def _pos_embed_pre_hook(module: 'UMPVT', state_dict: dict, prefix: str,
+                            *args) -> None:
+        """``load_state_dict`` pre-hook (as mmpretrain's ViT): a learnable
+        model resizes a square ``pos_embed`` of another grid bicubically to
+        its own; a fixed-table model drops one, with a warning.
+
+        Registered on the backbone, so every way a checkpoint is loaded
+        (``init_cfg`` Pretrained, the runner's ``load_from``/``resume``, a
+        plain ``load_state_dict``) adapts it the same way, whatever prefix
+        (``backbone.``) the backbone has in the whole model.
+        """
+        key = prefix + 'pos_embed'
+        pe = state_dict.get(key)
+        if not isinstance(pe, Tensor):
+            return
+        if not module.learnable_pos_embed:
+            del state_dict[key]
             print_log(
-                f'UMPVT: the pos_embed of {path} is ignored: this model uses '
+                f'UMPVT: the checkpoint\'s {key} is ignored: this model uses '
                 f'the fixed sin-cos table; set learnable_pos_embed=True to '
                 f'load it.', logger='current', level=30)
-            return state
-        side = math.isqrt(pe.shape[1])
-        if pe.shape[1] != self.pos_embed.shape[1] and side**2 == pe.shape[1]:
-            state = dict(state, pos_embed=resize_pos_embed(
-                pe, (side, side), self.pos_grid, 'bicubic', 0))
-            print_log(f'UMPVT: resized the checkpoint pos_embed from '
-                      f'{side}x{side} to {self.pos_grid}.', logger='current')
-        return state
+            return
+        side = math.isqrt(pe.shape[1]) if pe.dim() == 3 else 0
+        if tuple(pe.shape) == tuple(module.pos_embed.shape) or \
+                side * side != pe.shape[1] or \
+                pe.shape[2] != module.pos_embed.shape[2]:
+            return  # equal, or a shape error the key check reports
+        state_dict[key] = resize_pos_embed(pe, (side, side), module.pos_grid,
+                                           'bicubic', 0)
+        print_log(f'UMPVT: resized the checkpoint\'s {key} from '
+                  f'{side}x{side} to {module.pos_grid[0]}x'
+                  f'{module.pos_grid[1]}.', logger='current')
 
     def _forward_um(self, c: CompactInput) -> Tuple[Tensor, ...]:
         """UM mode: each compact token takes the embedding of its original

@@ -3,7 +3,8 @@
 # work_dirs/ummae_swin-mini_demo/, with latest.pth linked to its newest
 # checkpoint, whatever the number of epochs) as a 10-class classifier on
 # the bundled demo photos (data/demo/imagenet: 320 train, 80 val images) on
-# a CPU in a few minutes: 128 px, window 8 (stage maps 32-16-8-4), 6
+# a CPU (19 s on 2 idle cores, docs/transfer.md; several times that on
+# shared cores): 128 px, window 8 (stage maps 32-16-8-4), 6
 # epochs of 20 iterations at batch 16, top-1 on the val split after epochs
 # 3 and 6. The recipe of the ImageNet configs (RandAugment, random
 # erasing, Mixup/CutMix, label smoothing, layer-wise lr decay 0.85) at the

@@ -1,6 +1,7 @@
 # Demo: Mask R-CNN on the bundled demo COCO set (data/demo/coco: 48 train,
 # 16 val images of 256x320 or 320x256, 3 classes) with the small Swin of
-# configs/ummae/ummae_swin-mini_demo.py, on a CPU in a few minutes: native
+# configs/ummae/ummae_swin-mini_demo.py, on a CPU (37 s on 2 idle cores,
+# docs/transfer.md; several times that on shared cores): native
 # size, flip, 6 epochs of 12 iterations at batch 4, narrow heads, COCO bbox
 # and segm mAP on the val split at the end. Starts from the newest demo
 # pre-training checkpoint (latest.pth, linked by tools/run_demo.sh);

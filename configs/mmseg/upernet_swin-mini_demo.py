@@ -1,7 +1,8 @@
 # Demo: UperNet on the bundled demo ADE20K set (data/demo/ade: 48 train, 16
 # val images of 256x320, 6 of the 150 ADE20K classes present) with the
-# small Swin of configs/ummae/ummae_swin-mini_demo.py, on a CPU in a few
-# minutes: random resize x[0.5, 2.0], 128x128 crops, 100 iterations at
+# small Swin of configs/ummae/ummae_swin-mini_demo.py, on a CPU (32 s on 2
+# idle cores, docs/transfer.md; several times that on shared cores): random
+# resize x[0.5, 2.0], 128x128 crops, 100 iterations at
 # batch 4, narrow heads, whole-image inference (the paper configs slide
 # 512 windows over 2048x512 images; at 256x320 one pass is cheaper), mIoU
 # on the val split at the end. Starts from the newest demo pre-training

@@ -107,6 +107,16 @@ fi
 
 step "installing OpenMMLab packages, test tools and the study data package (requirements/runtime.txt, tests.txt, study.txt)"
 "${PIP[@]}" install -q -r requirements/runtime.txt -r requirements/tests.txt -r requirements/study.txt
+# openmim (`mim train/test mmdet|mmseg|mmpretrain CONFIG`) without its
+# dependencies: its opendatalab -> openxlab chain pins setuptools~=60.2 (and
+# requests~=2.28, rich~=13.4), which would replace the setuptools>=77 that
+# torch 2.14 needs. What mim imports at run time is in requirements/tests.txt;
+# only `mim download` of data sets would need opendatalab's `odl`.
+MIM_VERSION=0.3.9
+step "installing openmim $MIM_VERSION with --no-deps (its openxlab dependency would downgrade setuptools to 60.2)"
+"${PIP[@]}" install -q --no-deps "openmim==$MIM_VERSION"
+"$VENV/bin/mim" --version 2>/dev/null | grep -q "version $MIM_VERSION" || {
+  echo "openmim installed but '$VENV/bin/mim --version' does not answer $MIM_VERSION" >&2; exit 1; }
 step "installing mmumae (editable)"
 "${PIP[@]}" install -q --no-deps --no-build-isolation -e .
 step "checking imports"

@@ -45,22 +45,27 @@ class WorkDirHook(Hook):
         self._fd: Optional[int] = None
         self._pointer: Optional[str] = None
 
-    def before_run(self, runner) -> None:
-        """Take the lock, then keep (or refuse to overwrite) an earlier
-        run."""
-        if self._fd is not None:
-            # runner.val() / runner.test() after runner.train(): this run
-            # holds the lock already, and the checkpoints are its own
-            return
-        message = None
-        if runner.rank == 0:
-            message = self._lock(runner) or self._keep_earlier_run(runner)
+    def _check(self, runner, message: Optional[str]) -> None:
         if runner.world_size > 1:
             box = [message]
             broadcast_object_list(box)
             message = box[0]
         if message:
             raise RunError(message)
+
+    def before_run(self, runner) -> None:
+        """Take the lock (``runner.val()`` / ``test()`` after ``train()``
+        find it held by this run already)."""
+        if self._fd is not None:
+            return
+        self._check(runner, self._lock(runner) if runner.rank == 0 else None)
+
+    def before_train(self, runner) -> None:
+        """Keep (or refuse to overwrite) an earlier run: only a training
+        run writes checkpoints, so evaluating in a work dir that holds them
+        is fine."""
+        self._check(runner, self._keep_earlier_run(runner)
+                    if runner.rank == 0 else None)
 
     def _lock(self, runner) -> Optional[str]:
         path = osp.join(runner.work_dir, 'run.lock')
@@ -91,7 +96,8 @@ class WorkDirHook(Hook):
             self._fd = None
 
     def after_run(self, runner) -> None:
-        """Release the lock."""
+        """Release the lock; a later ``runner.val()`` or ``runner.test()``
+        takes it again."""
         self.release()
 
     def _keep_earlier_run(self, runner) -> Optional[str]:

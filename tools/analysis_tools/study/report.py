@@ -226,6 +226,7 @@ def plot(rows: List[dict], path: str) -> bool:
     for row in rows:
         if row['arm'] not in arms:
             arms.append(row['arm'])
+    plotted = False
     for i, arm in enumerate(arms):
         pts = [(r['pretrain_wall_s'] / 60, r['test_acc']) for r in rows
                if r['arm'] == arm and r.get('test_acc') is not None
@@ -233,10 +234,11 @@ def plot(rows: List[dict], path: str) -> bool:
         if pts:
             ax.scatter([p[0] for p in pts], [p[1] for p in pts],
                        label=arm, color=f'C{i % 10}', s=30)
+            plotted = True
     ax.set_xlabel('pre-training wall time (min)')
     ax.set_ylabel('fine-tuned test accuracy (%)')
     ax.grid(alpha=0.3)
-    if arms:
+    if plotted:
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path)

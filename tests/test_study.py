@@ -1,0 +1,230 @@
+"""The ELPV converter on the real ``elpv-dataset`` package, and the study
+runner on a tiny grid of real runs (mmengine's Runner, a few iterations)."""
+import csv
+import json
+import os
+import os.path as osp
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import pytest
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, osp.join(ROOT, 'tools', 'dataset_converters'))
+sys.path.insert(0, osp.join(ROOT, 'tools', 'analysis_tools', 'study'))
+
+import prepare_elpv  # noqa: E402
+
+pytest.importorskip('elpv_dataset', reason='needs requirements/study.txt')
+RUNNER = osp.join(ROOT, 'tools', 'analysis_tools', 'run_study.py')
+STUDY_DIR = osp.join(ROOT, 'configs', 'studies', 'elpv')
+
+
+@pytest.fixture(scope='module')
+def elpv(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp('elpv') / 'elpv')
+    summary = prepare_elpv.prepare_elpv(out)
+    return out, summary
+
+
+def _split(path):
+    with open(osp.join(path, 'meta', 'split.csv')) as f:
+        return list(csv.DictReader(f))
+
+
+def test_prepare_elpv_layout_counts_and_labels(elpv):
+    out, summary = elpv
+    from mmpretrain.datasets import CustomDataset
+    rows = _split(out)
+    assert len(rows) == 2624
+    total = 0
+    for part in ('train', 'val', 'test'):
+        ds = CustomDataset(data_root=out, data_prefix=part)
+        assert ds.CLASSES == ('0_functional', '1_defective')
+        total += len(ds)
+        # the folder scan and the annotation file give the same labels
+        ann = CustomDataset(data_root=out, data_prefix=part,
+                            ann_file=f'meta/{part}.txt',
+                            metainfo=dict(classes=ds.CLASSES))
+        by_path = {d['img_path']: d['gt_label'] for d in ann}
+        for d in ds:
+            assert by_path[d['img_path']] == d['gt_label']
+        # labels follow the package's probabilities: defective iff p >= 0.5
+        probs = {r['image']: float(r['probability']) for r in rows}
+        for d in ds:
+            assert d['gt_label'] == int(probs[osp.basename(d['img_path'])]
+                                        >= 0.5)
+        assert summary['counts'][part] == dict(Counter(
+            ds.CLASSES[d['gt_label']] for d in ds))
+    assert total == 2624
+    assert summary['test_majority_accuracy'] == pytest.approx(
+        100 * 450 / 654, abs=0.01)
+
+
+def test_prepare_elpv_stratified(elpv):
+    out, _ = elpv
+    groups = {}
+    for r in _split(out):
+        key = (round(float(r['probability']), 2), r['type'])
+        groups.setdefault(key, Counter())[r['split']] += 1
+    assert len(groups) == 8  # 4 probability levels x mono/poly
+    for key, c in groups.items():
+        n = sum(c.values())
+        assert abs(c['test'] - 0.25 * n) <= 1, key
+        assert abs(c['val'] - 0.15 * (n - c['test'])) <= 1, key
+
+
+def test_prepare_elpv_deterministic_and_seeded(elpv, tmp_path):
+    out, _ = elpv
+    again = str(tmp_path / 'again')
+    prepare_elpv.prepare_elpv(again)
+    assert _split(again) == _split(out)
+    other = str(tmp_path / 'other')
+    prepare_elpv.prepare_elpv(other, seed=1)
+    assert _split(other) != _split(out)
+    # a second call with the same settings keeps the copy (stamp)
+    stamp = osp.getmtime(osp.join(again, 'meta', 'split.csv'))
+    prepare_elpv.prepare_elpv(again)
+    assert osp.getmtime(osp.join(again, 'meta', 'split.csv')) == stamp
+
+
+def test_prepare_elpv_four_classes(tmp_path):
+    out = str(tmp_path / 'elpv4')
+    summary = prepare_elpv.prepare_elpv(out, classes='4')
+    assert summary['classes'] == list(prepare_elpv.FOUR_CLASSES)
+    assert sum(sum(c.values()) for c in summary['counts'].values()) == 2624
+    assert sorted(os.listdir(osp.join(out, 'train'))) == list(
+        prepare_elpv.FOUR_CLASSES)
+
+
+def test_prepare_elpv_names_missing_package(monkeypatch, capsys, tmp_path):
+    monkeypatch.setitem(sys.modules, 'elpv_dataset', None)
+    assert prepare_elpv.main(['--out', str(tmp_path / 'x')]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith('error: ')
+    assert 'elpv-dataset' in err and 'requirements/study.txt' in err
+    assert not osp.exists(tmp_path / 'x')
+
+
+def _tiny_data(elpv_root, dst, per_class):
+    """A small ImageNet-layout copy: ``per_class[split]`` images of each
+    class."""
+    for part, n in per_class.items():
+        for cls in sorted(os.listdir(osp.join(elpv_root, part))):
+            os.makedirs(osp.join(dst, part, cls))
+            for name in sorted(os.listdir(osp.join(elpv_root, part, cls)))[:n]:
+                shutil.copy(osp.join(elpv_root, part, cls, name),
+                            osp.join(dst, part, cls, name))
+    return dst
+
+
+def _study(tmp_path, data, name='tiny', **extra):
+    path = tmp_path / f'{name}.py'
+    small = {'train_dataloader.batch_size': 8}
+    body = dict(
+        data_root=data,
+        work_dir=str(tmp_path / 'out'),
+        pretrain=dict(ummae=osp.join(STUDY_DIR,
+                                     'ummae_swin-mini_elpv-128px.py')),
+        finetune=osp.join(STUDY_DIR, 'swin-mini_elpv-128px_finetune.py'),
+        seeds=[0],
+        pretrain_epochs=1,
+        finetune_epochs=1,
+        lr_grid=[1e-3],
+        evaluations=['finetune'],
+        arms=[dict(name='ummae', pretrain='ummae', pretrain_options=small,
+                   finetune_options=small)])
+    body.update(extra)
+    path.write_text('\n'.join(f'{k} = {v!r}' for k, v in body.items()))
+    return str(path)
+
+
+def _run(study, *args, timeout=600):
+    env = dict(os.environ, STUDY_THREADS='1', PYTHONUNBUFFERED='1')
+    return subprocess.run([sys.executable, RUNNER, study, *args], cwd=ROOT,
+                          env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_runner_tiny_grid_table_and_skip(elpv, tmp_path):
+    data = _tiny_data(elpv[0], str(tmp_path / 'data'),
+                      dict(train=12, val=4, test=4))
+    study = _study(tmp_path, data)
+    proc = _run(study)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert 'run 1/2: pre_ummae_e1' in proc.stdout
+    assert 'run 2/2: ft_ummae_e1' in proc.stdout
+    out = tmp_path / 'out'
+    md = (out / 'results.md').read_text()
+    row = [line for line in md.splitlines() if line.startswith('| ummae |')]
+    assert row, md
+    cells = [c.strip() for c in row[0].strip('|').split('|')]
+    # arm, n, accuracy, balanced accuracy, macro-F1, pre-training minutes
+    assert cells[1] == '1'
+    for value in cells[2:]:
+        assert 0.0 <= float(value) <= 100.0
+    with open(out / 'results.csv') as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 1 and float(rows[0]['test_acc']) >= 0
+    assert float(rows[0]['pretrain_wall_s']) > 0
+    assert (out / 'results.png').stat().st_size > 1000
+    # the fine-tuning run started from the pre-training checkpoint
+    ft_dirs = list((out / 'runs').glob('ft_ummae_*'))
+    assert len(ft_dirs) == 1
+    spec = json.loads((ft_dirs[0] / 'run.json').read_text())
+    assert spec['pretrain_checkpoint'].endswith('epoch_1.pth')
+    assert osp.isfile(spec['pretrain_checkpoint'])
+    # rerun: nothing is repeated
+    again = _run(study)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert 'run 1/' not in again.stdout
+    assert (out / 'results.md').read_text() == md
+
+
+def test_runner_killed_run_continues(elpv, tmp_path):
+    data = _tiny_data(elpv[0], str(tmp_path / 'data'),
+                      dict(train=24, val=4, test=4))
+    every_epoch = {'train_dataloader.batch_size': 8,
+                   'default_hooks.checkpoint.interval': 1}
+    study = _study(tmp_path, data, name='kill', pretrain_epochs=6,
+                   arms=[dict(name='ummae', pretrain='ummae',
+                              pretrain_options=every_epoch,
+                              finetune_options=every_epoch)])
+    env = dict(os.environ, STUDY_THREADS='1', PYTHONUNBUFFERED='1')
+    proc = subprocess.Popen([sys.executable, RUNNER, study], cwd=ROOT,
+                            env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    run_dir = tmp_path / 'out' / 'runs' / ('pre_ummae_e6_interval1-'
+                                           'batch_size8_s0')
+    deadline = time.time() + 300
+    # a checkpoint every epoch: kill the study (runner and worker) once the
+    # first one is written
+    while time.time() < deadline and not list(run_dir.glob('epoch_*.pth')):
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    ckpts = list(run_dir.glob('epoch_*.pth'))
+    if not ckpts or (run_dir / 'result.json').exists():
+        pytest.fail('the run was not caught between its first checkpoint '
+                    'and its end')
+    done = _run(study)
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads((run_dir / 'result.json').read_text())
+    assert result['resumed'] is True
+    assert osp.isfile(result['checkpoint'])
+    assert result['checkpoint'].endswith('epoch_6.pth')
+    log = (run_dir / 'run.log').read_text()
+    assert log.count(' start\n') == 2
+    assert 'resumed epoch' in log.lower() or 'resume' in log.lower()
+
+
+def test_runner_refuses_bad_study(tmp_path):
+    study = _study(tmp_path, str(tmp_path / 'nowhere'))
+    proc = _run(study)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith('error: ')
+    assert 'nowhere' in proc.stderr and 'train' in proc.stderr

@@ -1,5 +1,5 @@
 # ELPV study: UM-MAE pre-training of a small Swin (embed 32, depths 1-1-2-1,
-# 0.5M backbone parameters, sized for 2 CPU cores) on the ELPV train split at
+# 1.43 M backbone parameters, sized for 2 CPU cores) on the ELPV train split at
 # 128 px: compact 64-px image, window 4 on its 16x16 token map, the
 # 2-block decoder of the demo. AdamW lr 1.5e-3 at batch 32, 1 warm-up epoch,
 # cosine; the study runner sets the number of epochs

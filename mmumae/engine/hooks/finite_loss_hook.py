@@ -76,7 +76,8 @@ class FiniteLossHook(Hook):
             and not bool(torch.isfinite(v).all())
         ]
         if bad:
+            step = checkpoint.get('meta', {}).get('iter', runner.iter)
             raise RunError(
-                f'not saving the checkpoint of iteration {runner.iter}: '
-                f'{len(bad)} weights are not finite ({", ".join(bad[:3])}); '
-                'the earlier checkpoints are kept. ' + _FIX)
+                f'non-finite weights after iteration {step} ({len(bad)} '
+                f'tensors, e.g. {", ".join(bad[:3])}): not saving them; the '
+                'earlier checkpoints are kept. ' + _FIX)

@@ -222,6 +222,28 @@ def test_runner_killed_run_continues(elpv, tmp_path):
     assert 'resumed epoch' in log.lower() or 'resume' in log.lower()
 
 
+@pytest.mark.parametrize(
+    'name', sorted(n for n in os.listdir(STUDY_DIR) if n.startswith('study_')))
+def test_shipped_studies_plan(elpv, name):
+    """Every shipped study loads, names configs that exist, and plans its
+    runs; fine-tuning of the seeds after the lr selection waits for it."""
+    from plan import load_study, plan_runs
+    cfg = load_study(osp.join(STUDY_DIR, name), data_root=elpv[0])
+    for path in list(cfg.pretrain.values()) + [cfg.finetune]:
+        assert osp.isfile(osp.join(ROOT, path)), path
+    runs = plan_runs(cfg, chosen_lr={})
+    names = [r.name for r in runs]
+    assert len(names) == len(set(names))
+    kinds = Counter(r['kind'] for r in runs)
+    assert kinds['pretrain'] >= 1 and kinds['finetune'] >= 1
+    # every run comes after the pre-training it starts from
+    for i, run in enumerate(runs):
+        if run.get('pretrain'):
+            assert run['pretrain'] in names[:i]
+    with_lr = plan_runs(cfg, chosen_lr={a['name']: 1e-3 for a in cfg.arms})
+    assert len(with_lr) >= len(runs)
+
+
 def test_runner_refuses_bad_study(tmp_path):
     study = _study(tmp_path, str(tmp_path / 'nowhere'))
     proc = _run(study)

@@ -44,10 +44,7 @@ def _history_buffer_getattr(owner: Any, name: str) -> Callable:
         pickle.UnpicklingError: For any other object or attribute.
     """
     from mmengine.logging import HistoryBuffer
-    allowed = set(_HISTORY_BUFFER_STATISTICS)
-    allowed.update(HistoryBuffer._statistics_methods)
-    if (owner is HistoryBuffer and isinstance(name, str)
-            and not name.startswith('_') and name in allowed):
+    if owner is HistoryBuffer and name in _HISTORY_BUFFER_STATISTICS:
         return getattr(owner, name)
     raise pickle.UnpicklingError(
         f'mmumae.compat: refusing getattr({owner!r}, {name!r}) in a '

@@ -29,7 +29,7 @@ from mmumae.compat import checkpoint_safe_globals
 from .errors import RunError
 
 __all__ = [
-    'CheckpointMismatch', 'read_checkpoint', 'is_local_path',
+    'CheckpointMismatch', 'read_checkpoint',
     'state_dict_of', 'state_dict_mismatch', 'mismatch_text',
     'resume_candidates', 'CKPT_NAME'
 ]
@@ -62,16 +62,6 @@ class CheckpointMismatch(NamedTuple):
     def count(self) -> int:
         """Number of mismatched keys."""
         return len(self.missing) + len(self.unexpected) + len(self.shapes)
-
-    @property
-    def unloadable(self) -> List[str]:
-        """Checkpoint keys that cannot load: unexpected or other shape."""
-        return [s.split(': ', 1)[0] for s in self.shapes] + self.unexpected
-
-
-def is_local_path(path: str) -> bool:
-    """Whether ``path`` is a local file name (not a URL or a model zoo)."""
-    return '://' not in str(path)
 
 
 def _torch_format(path: str) -> Optional[str]:

@@ -153,11 +153,13 @@ def _run(study, *args, timeout=600):
 def test_runner_tiny_grid_table_and_skip(elpv, tmp_path):
     data = _tiny_data(elpv[0], str(tmp_path / 'data'),
                       dict(train=12, val=4, test=4))
-    study = _study(tmp_path, data)
+    study = _study(tmp_path, data,
+                   evaluations=['finetune', 'knn', 'linear'])
     proc = _run(study)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert 'run 1/2: pre_ummae_e1' in proc.stdout
-    assert 'run 2/2: ft_ummae_e1' in proc.stdout
+    assert 'run 1/3: pre_ummae_e1' in proc.stdout
+    assert 'run 2/3: frozen_ummae_e1' in proc.stdout
+    assert 'run 3/3: ft_ummae_e1' in proc.stdout
     out = tmp_path / 'out'
     md = (out / 'results.md').read_text()
     row = [line for line in md.splitlines() if line.startswith('| ummae |')]
@@ -170,6 +172,8 @@ def test_runner_tiny_grid_table_and_skip(elpv, tmp_path):
     with open(out / 'results.csv') as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 1 and float(rows[0]['test_acc']) >= 0
+    for key in ('knn_test_acc', 'linear_test_acc', 'linear_test_f1'):
+        assert 0 <= float(rows[0][key]) <= 100
     assert float(rows[0]['pretrain_wall_s']) > 0
     assert (out / 'results.png').stat().st_size > 1000
     # the fine-tuning run started from the pre-training checkpoint
@@ -242,6 +246,30 @@ def test_shipped_studies_plan(elpv, name):
             assert run['pretrain'] in names[:i]
     with_lr = plan_runs(cfg, chosen_lr={a['name']: 1e-3 for a in cfg.arms})
     assert len(with_lr) >= len(runs)
+
+
+def test_frozen_model_normalises_like_the_runner(elpv):
+    """The frozen-feature model gets the config's data_preprocessor, as
+    mmengine's Runner gives it to fine-tuning (unnormalised 0-255 inputs
+    saturate a pre-trained backbone into constant features)."""
+    import torch
+    from mmengine.config import Config
+    from mmengine.runner import Runner
+    from worker import build_model
+    cfg = Config.fromfile(osp.join(STUDY_DIR,
+                                   'swin-mini_elpv-128px_finetune.py'))
+    model = build_model(cfg)
+    pre = model.data_preprocessor
+    assert torch.allclose(pre.mean.flatten(),
+                          torch.tensor(cfg.data_preprocessor.mean))
+    assert torch.allclose(pre.std.flatten(),
+                          torch.tensor(cfg.data_preprocessor.std))
+    loader = cfg.test_dataloader
+    loader.dataset.data_root = elpv[0]
+    loader.update(num_workers=0, persistent_workers=False, batch_size=8)
+    batch = next(iter(Runner.build_dataloader(loader)))
+    inputs = pre(batch, False)['inputs']
+    assert inputs.abs().mean() < 3  # normalised, not 0-255
 
 
 def test_runner_refuses_bad_study(tmp_path):

@@ -181,13 +181,23 @@ def run_finetune(run: dict) -> dict:
     return result
 
 
-def run_frozen(run: dict) -> dict:
-    cfg = build_cfg(run)
+def build_model(cfg: Config):
+    """The config's model, initialised (``init_cfg`` loads a checkpoint),
+    with the config's ``data_preprocessor`` (mean, std, to_rgb) as mmengine's
+    Runner gives it, unless the model names its own."""
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
-    set_random_seed(run['seed'])
     from mmpretrain.registry import MODELS
+    if cfg.get('data_preprocessor') is not None:
+        cfg.model.setdefault('data_preprocessor', cfg.data_preprocessor)
     model = MODELS.build(cfg.model)
     model.init_weights()
+    return model
+
+
+def run_frozen(run: dict) -> dict:
+    cfg = build_cfg(run)
+    set_random_seed(run['seed'])
+    model = build_model(cfg)
     start = time.perf_counter()
     feats = {}
     for split, key in (('train', 'train_dataloader'),

@@ -10,7 +10,8 @@ The metrics of ``test_evaluator`` are logged and written to the work
 directory; ``--out`` also pickles every prediction (mmengine's
 ``DumpResults``). A checkpoint that does not fit the model, or a file that
 is not a checkpoint, stops the test with the reason. ``--launcher`` also
-works without a GPU (gloo). The logic lives in :mod:`mmumae.apis`.
+works without a GPU (with ``env_cfg.dist_cfg.backend=gloo``). The logic
+lives in :mod:`mmumae.apis`.
 """
 import argparse
 import os.path as osp

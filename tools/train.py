@@ -7,12 +7,14 @@
         [--allow-partial-load] [--cfg-options k=v ...]
         [--launcher {none,pytorch,slurm,mpi}]
 
-As mmpretrain's ``tools/train.py``, with mmumae's strict runner
-(:class:`mmumae.engine.SafeRunner`): checkpoints that do not fit are refused,
-``--resume`` falls back to the newest loadable checkpoint, an earlier run in
-the work dir is not overwritten without ``--overwrite``, and ``--amp`` /
-``--launcher`` also work on a machine without a GPU. See docs/tools.md; the
-logic lives in :mod:`mmumae.apis`.
+As mmpretrain's ``tools/train.py``, with mmumae's runner and the run hooks
+of the shared runtime: checkpoints that do not fit are refused, ``--resume``
+falls back to the newest loadable checkpoint, a work dir serves one run and
+an earlier run is not overwritten without ``--overwrite``, a NaN loss stops
+the run, and ``--amp`` / ``--launcher`` also work on a machine without a GPU.
+Every such error is one ``error: ...`` line with exit status 1. See
+docs/tools.md; the logic lives in :mod:`mmumae.apis` and
+:mod:`mmumae.engine`.
 """
 import argparse
 import os.path as osp
@@ -30,7 +32,8 @@ from mmumae.apis import (add_common_args, merge_train_args,  # noqa: E402
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     """Parse the command line (``argv`` defaults to ``sys.argv[1:]``)."""
     parser = argparse.ArgumentParser(
-        description='Train a model with mmumae\'s strict mmengine Runner.')
+        description='Train a model with mmengine\'s Runner and mmumae\'s '
+        'run hooks.')
     parser.add_argument('config', help='path of the config file')
     parser.add_argument(
         '--resume',

@@ -325,7 +325,7 @@ def test_compiled_bf16_step_on_cpu(bench, tmp_path):
     assert r['optimizer']['wrapper'] == 'OptimWrapper'
     assert r['compiled_parts'] == ['backbone', 'neck', 'head.loss']
     assert r['compile_cfg'] == dict(backend='eager', mode=None,
-                                    fullgraph=False)
+                                    fullgraph=False, scope='parts')
     assert r['unique_graphs'] >= 3  # at least one graph per part
     assert r['graph_breaks'] == sum(r['graph_break_reasons'].values())
     assert r['first_step_s'] > r['max_s']  # the step that compiled
@@ -395,6 +395,8 @@ def test_gpu_check_phases_and_tables(bench, swin_report, tmp_path):
                                           or name.startswith('eager'))
                 assert args.profile == (name == 'eager-bf16')
                 assert args.variants == ['ummae', 'simmim']
+                assert args.compile_scope == ('blocks' if args.compile
+                                              else 'parts')
     assert bench.parse_args(gc.phase_args('compile-bf16', 'cuda', False,
                                           128, 32, 'inductor')[0]
                             ).model == ['swin-t', 'pvt-s']
@@ -436,3 +438,31 @@ def test_gpu_check_phases_and_tables(bench, swin_report, tmp_path):
     assert row in md
     assert f'| swin-t | bf16 | no | {goal["time_ratio"]:.3f} | <= 0.45' in md
     assert 'not measured' in md  # the fp16 and compiled rows
+
+
+def test_compile_scope_blocks_selects_the_repeated_blocks(bench):
+    """Regional compilation: every block of every stage and of the
+    decoder, nothing between them; a part without blocks (SimMIM's linear
+    decoder) whole. Compiling is lazy: nothing runs here."""
+    import torch
+    from pretrain_bench import step, variants
+    tiny = {'model.backbone.arch': {'embed_dims': 32, 'depths': [1, 2, 1, 1],
+                                    'num_heads': [1, 2, 4, 8]},
+            'model.neck.in_channels': 256}
+    names = {}
+    for variant in ('ummae', 'simmim'):
+        path, _, _ = variants.variant_spec('swin-t', variant)
+        extra = {'model.neck.embed_dims': 32, 'model.neck.depth': 2,
+                 'model.neck.num_heads': 2} if variant == 'ummae' else {}
+        cfg = variants.load_variant(path, dict(tiny, **extra), 64)
+        model, _, _ = step.build(cfg, 'none', torch.device('cpu'))
+        names[variant] = step.compile_parts(model, backend='eager',
+                                            scope='blocks')
+        with pytest.raises(ValueError, match='use parts or blocks'):
+            step.compile_parts(model, scope='layers')
+    stages = ['backbone.stages.0.blocks.0', 'backbone.stages.1.blocks.0',
+              'backbone.stages.1.blocks.1', 'backbone.stages.2.blocks.0',
+              'backbone.stages.3.blocks.0']
+    assert names['ummae'] == stages + ['neck.decoder_blocks.0',
+                                       'neck.decoder_blocks.1', 'head.loss']
+    assert names['simmim'] == stages + ['neck', 'head.loss']

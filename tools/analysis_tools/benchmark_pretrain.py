@@ -132,10 +132,11 @@ def _compile(model, spec: dict, result: dict) -> None:
     result['dynamo_before'] = step.dynamo_counts()
     result['compiled_parts'] = step.compile_parts(
         model, backend=spec['compile_backend'], mode=spec['compile_mode'],
-        fullgraph=spec['compile_fullgraph'])
+        fullgraph=spec['compile_fullgraph'], scope=spec['compile_scope'])
     result['compile_cfg'] = dict(backend=spec['compile_backend'],
                                  mode=spec['compile_mode'],
-                                 fullgraph=spec['compile_fullgraph'])
+                                 fullgraph=spec['compile_fullgraph'],
+                                 scope=spec['compile_scope'])
 
 
 def _max_batch(model, wrapper_box: list, wrapper_cfg: dict, batches,
@@ -343,6 +344,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                         'max-autotune, max-autotune-no-cudagraphs)')
     parser.add_argument('--compile-fullgraph', action='store_true',
                         help='fullgraph=True: a graph break is an error')
+    parser.add_argument('--compile-scope', choices=['parts', 'blocks'],
+                        default='parts', help='parts: backbone and neck '
+                        'whole (default); blocks: their repeated blocks one '
+                        'by one (regional compilation: much faster to '
+                        'compile)')
     parser.add_argument(
         '--max-batch', action='store_true',
         help='after timing, find the largest batch whose step fits: '
@@ -427,6 +433,7 @@ def _specs(args: argparse.Namespace) -> List[dict]:
                 compile_backend=args.compile_backend,
                 compile_mode=args.compile_mode,
                 compile_fullgraph=args.compile_fullgraph,
+                compile_scope=args.compile_scope,
                 max_batch=args.max_batch,
                 max_batch_start=args.max_batch_start,
                 max_batch_limit=args.max_batch_limit,

@@ -20,10 +20,13 @@
 #   GPU_CHECK_QUICK    1: tiny archs, 64 px, batch 2 (a rehearsal)
 #   GPU_CHECK_BUDGET   seconds for the measurements (default 420; the
 #                      install and the environment print come on top)
-#   GPU_CHECK_PHASES   a subset of: eager-bf16 eager-fp16 compile-bf16
+#   GPU_CHECK_PHASES   a subset of: eager-bf16 compile-bf16 eager-fp16
 #                      compile-fp16 compile-bf16-maxbatch compile-fp16-maxbatch
 #   GPU_CHECK_BATCH    timing batch of every variant (default 128)
 #   GPU_CHECK_COMPILE_BACKEND  torch.compile backend (default inductor)
+#   GPU_CHECK_COMPILE_SCOPE    blocks (default: regional compilation of the
+#                      repeated blocks, quick to compile) or parts (backbone
+#                      and neck whole)
 #   GPU_CHECK_PYTHON   the interpreter (default python3)
 #   GPU_CHECK_SITE     where the wheels of .whl/ are installed (default
 #                      /tmp/site; skipped when .whl/ has none)
@@ -87,7 +90,8 @@ EOF
 
 args=(--out-dir "$OUT_DIR" --device "$DEVICE" --budget "$BUDGET"
       --batch-size "${GPU_CHECK_BATCH:-128}"
-      --compile-backend "${GPU_CHECK_COMPILE_BACKEND:-inductor}")
+      --compile-backend "${GPU_CHECK_COMPILE_BACKEND:-inductor}"
+      --compile-scope "${GPU_CHECK_COMPILE_SCOPE:-blocks}")
 [ "${GPU_CHECK_QUICK:-0}" = 1 ] && args+=(--quick)
 # shellcheck disable=SC2206  # a list of phase names
 [ -n "${GPU_CHECK_PHASES:-}" ] && args+=(--phases $GPU_CHECK_PHASES)

@@ -55,7 +55,7 @@ class ExactResumeHook(Hook):
             raise RunError(
                 f'resume: {runner.cfg.get("load_from")} was saved at '
                 f'iteration {meta["iter"]}, inside epoch '
-                f'{meta.get("epoch", 0) + 1} ({per_epoch} iterations per '
+                f'{meta["iter"] // per_epoch + 1} ({per_epoch} iterations per '
                 'epoch); an epoch-based loop would repeat that epoch. Resume '
                 'from an epoch_N.pth checkpoint.')
 

@@ -110,11 +110,12 @@ def _check_contents(key: str, dataset: dict) -> None:
 
 
 def _paths(dataset: dict) -> List[str]:
-    """The data root, annotation file and prefix folders a dataset names."""
+    """The data root, and the annotation file or the prefix folders, that
+    a dataset names."""
     root = dataset.get('data_root') or ''
     paths = [root] if root else []
-    if dataset.get('ann_file'):
-        paths.append(_join(root, dataset['ann_file']))
+    if dataset.get('ann_file'):  # it names the images; not checked here
+        return paths + [_join(root, dataset['ann_file'])]
     prefix = dataset.get('data_prefix')
     if isinstance(prefix, dict):
         paths += [_join(root, p) for p in prefix.values() if p]

@@ -31,7 +31,7 @@ LOADERS = [f'{loader}.{key}' for loader in ('train_dataloader',
            ]
 
 
-def _mim(*args: str, timeout: int = 900) -> str:
+def _mim(*args: str, timeout: int = 1800) -> str:
     """Run the venv's mim; its output. On a time-out the whole process
     group goes (mim starts the OpenMMLab script as a child)."""
     proc = subprocess.Popen(

@@ -304,9 +304,10 @@ def markdown(table: dict, goals: List[dict], meta: dict) -> str:
                if p.get('status') != 'ok']
     if problems or skipped:
         lines += ['', '## Not measured', '']
-        lines += [f'- phase {p["phase"]}: {p.get("status")}'
-                  f'{": " + p["reason"] if p.get("reason") else ""}'
-                  for p in skipped]
+        lines += list(dict.fromkeys(
+            f'- phase {p["phase"]}: {p.get("status")}'
+            f'{": " + p["reason"] if p.get("reason") else ""}'
+            for p in skipped))
         lines += [f'- {k[0]}/{k[1]} {k[2]}'
                   f'{" compiled" if k[3] else ""}: {p}' for k, p in problems]
     profiled = [r for r in table.values() if r.get('profile')]

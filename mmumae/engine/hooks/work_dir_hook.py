@@ -29,7 +29,8 @@ class WorkDirHook(Hook):
     * The run holds ``work_dir/run.lock`` (a POSIX lock, which the kernel
       releases when the process ends, however it ends). A second run in the
       same work dir is refused, naming the process that holds it; a lock
-      file left by a run that died is taken over with a warning.
+      file left by a run that died is taken over with a warning, and the
+      ``.<name>.pth.tmp`` of a save it did not finish is removed.
     * A run that does not resume, in a work dir holding an earlier run's
       checkpoints, is refused unless the config sets ``overwrite=True``;
       then they are first moved to ``previous_<time>/``.
@@ -81,6 +82,11 @@ class WorkDirHook(Hook):
             runner.logger.warning(
                 f'{path}: taking over the lock of a run that ended without '
                 f'releasing it ({holder}).')
+        for name in os.listdir(runner.work_dir):  # saves a kill cut short
+            if name.startswith('.') and name.endswith('.pth.tmp'):
+                os.remove(osp.join(runner.work_dir, name))
+                runner.logger.info(f'removed {name}, the partial save of an '
+                                   'earlier run')
         os.ftruncate(fd, 0)
         os.pwrite(fd, (f'process {os.getpid()} on {socket.gethostname()}, '
                        f'since {time.strftime("%Y-%m-%d %H:%M:%S")}').encode(),

@@ -37,7 +37,9 @@ Outputs: a table on stdout, ``benchmark.json`` and ``benchmark.png`` in
 as it finishes, so a run stopped early keeps what it measured).
 """
 import argparse
+import copy
 import datetime
+import gc
 import json
 import os
 import os.path as osp
@@ -46,6 +48,8 @@ import shlex
 import subprocess
 import sys
 import tempfile
+import time
+import traceback
 from typing import List, Optional
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
@@ -144,7 +148,6 @@ def _max_batch(model, wrapper_box: list, wrapper_cfg: dict, batches,
     """``--max-batch``: the search with real steps; its summary."""
     from mmengine.optim import build_optim_wrapper
     from pretrain_bench import maxbatch
-    import copy
 
     def run_batch(n: int) -> None:
         data = step.prepare(model, batches, n)
@@ -175,8 +178,6 @@ def _max_batch(model, wrapper_box: list, wrapper_cfg: dict, batches,
 
 def run_variant(spec: dict) -> dict:
     """Build one variant from its config and time it; a result dict."""
-    import time
-
     import torch
     from mmengine.logging import MMLogger
     rss_base = _rss_bytes()  # interpreter + imports, before any model
@@ -259,8 +260,6 @@ def run_variant(spec: dict) -> dict:
 
 def _run_safely(spec: dict) -> dict:
     """``run_variant`` in this process; a failure becomes a result."""
-    import gc
-    import traceback
     try:
         return run_variant(spec)
     except Exception as e:  # noqa: BLE001 - reported, not hidden
@@ -454,7 +453,6 @@ def _run_all(specs: List[dict], rounds: int, in_process: bool,
     Each finished run is appended to ``jsonl``; past ``budget`` seconds no
     further run starts.
     """
-    import time
     deadline = None if budget is None else time.time() + budget
     runs: List[List[dict]] = [[] for _ in specs]
     with tempfile.TemporaryDirectory(prefix='bench_pretrain_') as tmp:

@@ -6,6 +6,8 @@
 #   make lint    flake8 over the package, tools, tests and configs (setup.cfg)
 #   make test    + lint, then the test suite; fails on a lint error, on any
 #                failed test and when no test ran
+#   make study-data   + the ELPV copy in data/elpv (tools/dataset_converters/prepare_elpv.py)
+#   make study-quick  + the quick ELPV study (docs/study.md; tools/analysis_tools/run_study.py)
 #   make clean   remove data/demo, work_dirs/ and caches (keeps .venv/)
 #   make distclean  clean, and remove .venv/ too
 #
@@ -17,7 +19,7 @@ PY := $(VENV)/bin/python
 DEMO_DATA ?= data/demo
 PYTEST_ARGS ?= -q -ra --durations=10
 
-.PHONY: setup data demo lint test clean distclean transfer-demo
+.PHONY: setup data demo lint test clean distclean transfer-demo study-data study-quick
 
 setup:
 	MMUMAE_VENV="$(abspath $(VENV))" bash tools/setup_env.sh
@@ -33,6 +35,14 @@ demo: data
 # one table (tools/run_transfer_demo.py).
 transfer-demo: data
 	$(PY) tools/run_transfer_demo.py
+
+# the ELPV study (docs/study.md): data from the installed elpv-dataset
+# package, then the quick variant (seed 0 of the main Swin study)
+study-data: setup
+	$(PY) tools/dataset_converters/prepare_elpv.py --out data/elpv
+
+study-quick: study-data
+	$(PY) tools/analysis_tools/run_study.py configs/studies/elpv/study_quick_swin-mini.py
 
 # pytest exits 5 when it collected no test; make fails on any non-zero exit,
 # so "no test ran" fails like a failed test does.

@@ -1,8 +1,8 @@
 """Every config in configs/ loads and builds its model in its own scope.
 
 The configs are globbed, so configs added later are covered. The ImageNet
-fine-tuning configs are also checked against the recipe of the spec
-(section 7) value by value.
+fine-tuning configs are also checked against the recipe of docs/method.md
+("Fine-tuning and transfer recipe") value by value.
 """
 from pathlib import Path
 
@@ -68,7 +68,8 @@ def test_config_builds(path):
 
 @pytest.mark.parametrize('path', FINETUNE_IN1K, ids=_rel)
 def test_finetune_recipe(path):
-    """Spec section 7: the values a user reproducing the paper relies on."""
+    """docs/method.md, fine-tuning recipe: the values a user reproducing
+    the paper relies on."""
     cfg = Config.fromfile(str(path))
     model, backbone = cfg.model, cfg.model.backbone
     assert cfg.train_cfg.max_epochs == 100

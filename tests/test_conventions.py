@@ -1,6 +1,6 @@
 """Numeric conventions of the official UM-MAE models, checked by hand.
 
-See ``shared/docs/official_checkpoint_layout/README.md``: the Swin position
+See ``tests/data/official_checkpoint_layout/README.md``: the Swin position
 MLP reads key minus query, LayerNorm eps 1e-6 outside the blocks, and the
 sin-cos tables put the column in the first half of the channels.
 """

@@ -2,7 +2,7 @@
 # configs/ummae/ummae_swin-mini_demo.py (full 128-px grid, 75% of the 16-px
 # patches replaced by the mask token), same data and schedule. Window 8 on
 # the 32x32 token map: the image span of the UM-MAE demo's window 4 on its
-# compact grid (the reference relation of section 6 of the spec).
+# compact grid (the reference relation, docs/method.md).
 _base_ = [
     '../_base_/models/simmim_swin-tiny.py',
     '../_base_/datasets/demo_simmim-128.py',

@@ -1,4 +1,4 @@
-# ImageNet-1K for fine-tuning at 256 px (spec section 7, the reference
+# ImageNet-1K for fine-tuning at 256 px (docs/method.md, the reference
 # fine-tuning recipe): RandomResizedCrop 256 (bicubic), flip, RandAugment
 # (rand-m9-mstd0.5-inc1), random erasing 0.25; evaluation resizes the short
 # edge to 256 / 0.875 = 292 and takes the 256-px centre crop. 128 images per

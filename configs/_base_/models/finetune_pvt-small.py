@@ -1,4 +1,4 @@
-# ImageNet-1K classifier on UMPVT for fine-tuning (spec section 7): sr ratios
+# ImageNet-1K classifier on UMPVT for fine-tuning (docs/method.md): sr ratios
 # 8-4-2-1 (the dense geometry), a learnable stage-1 position embedding
 # initialised from the pre-trained one (as the reference fine-tuning model),
 # drop path 0.1, global average pooling, linear head with label smoothing

@@ -1,5 +1,5 @@
-# ImageNet-1K classifier on UMSwinTransformer for fine-tuning (spec section
-# 7): window 16 (the dense geometry), drop path 0.1, global average pooling,
+# ImageNet-1K classifier on UMSwinTransformer for fine-tuning (docs/method.md):
+# window 16 (the dense geometry), drop path 0.1, global average pooling,
 # linear head with label smoothing 0.1, Mixup 0.8 / CutMix 1.0.
 model = dict(
     type='ImageClassifier',

@@ -1,4 +1,4 @@
-# ImageNet-1K fine-tuning schedule (spec section 7, the reference
+# ImageNet-1K fine-tuning schedule (docs/method.md, the reference
 # fine-tuning recipe): AdamW, betas (0.9, 0.999), weight decay 0.05 (none on
 # 1-D tensors, tokens, position embeddings), base lr 5e-4 per 256 images
 # scaled to the total batch of 1024 (the reference's `--blr 5e-4` with 8 GPUs

@@ -1,4 +1,4 @@
-# UM-MAE pre-training schedule (paper, section 5 of docs/UMMAE_SPEC.md):
+# UM-MAE pre-training schedule (paper; docs/method.md):
 # AdamW, betas (0.9, 0.95), weight decay 0.05 with no decay on norms, biases,
 # tokens and position embeddings; base lr 1.5e-4 per 256 images at the
 # reference total batch of 4096 (8 GPUs x 512); 10 warm-up epochs, then

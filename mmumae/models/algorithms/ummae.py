@@ -49,8 +49,10 @@ class UMMAE(BaseSelfSupervisor):
     <https://arxiv.org/abs/2205.10063>`_. Everything UM-specific lives in
     the mask generator (:class:`UniformMaskGenerator`) and the backbone; this
     class reads the two masks from the data samples and chains backbone,
-    decoder and head (mmpretrain's ``MAEPretrainHead`` with ``norm_pix``:
-    MSE on the US-removed patches only).
+    decoder and head (:class:`UMMAEPretrainHead`, mmpretrain's
+    ``MAEPretrainHead`` for any H x W, with ``norm_pix``: MSE on the
+    US-removed patches only). :meth:`masked_loss` is the same loss from
+    mask tensors, for ``torch.compile(fullgraph=True)``.
     """
 
     def __init__(self, *args, **kwargs) -> None:

@@ -452,6 +452,7 @@ def test_data_checks_look_inside_wrapped_datasets(tmp_path, data_dir, wrap):
 
 
 def test_skip_bad_images_never_skips_in_test(tmp_path, data_dir):
+    (tmp_path / 'data').mkdir()
     data = write_image_folders(tmp_path / 'data', {'a': 3}, (40, 48))
     bad = data / 'a' / 'zero.jpg'
     bad.write_bytes(b'')

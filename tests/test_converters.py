@@ -10,6 +10,7 @@ values), converted, loaded into the live mmumae model; where each official
 tensor went is found by value, never from the converter's own table.
 """
 import argparse
+import os
 import re
 import subprocess
 import sys
@@ -381,3 +382,125 @@ def test_official_refuses(tmp_path):
 def test_shipped_layouts_match_shared():
     for path in sorted(SHARED.glob('*.txt')):
         assert (SHIPPED / path.name).read_text() == path.read_text()
+
+
+# ------------------------------------------- bad input, output, class count
+def _run_main(tool, argv, monkeypatch, capsys) -> str:
+    """Run a converter's command line in-process; returns its stderr,
+    which must be one line, after exit status 1."""
+    monkeypatch.setattr(sys, 'argv', ['converter'] + [str(a) for a in argv])
+    with pytest.raises(SystemExit) as exc:
+        tool.main()
+    assert exc.value.code == 1
+    err = capsys.readouterr().err
+    assert err.count('\n') == 1 and err.startswith('refused: '), err
+    return err.strip()
+
+
+def _bad_inputs(tmp_path: Path, real: Path) -> Dict[str, Tuple[Path, str]]:
+    """name -> (file, the reason in its message)."""
+    junk = tmp_path / 'random.pth'
+    junk.write_bytes(bytes(range(256)) * 40)
+    text = tmp_path / 'notes.pth'
+    text.write_text('not weights\n' * 20)
+    empty = tmp_path / 'empty.pth'
+    empty.write_bytes(b'')
+    folder = tmp_path / 'folder.pth'
+    folder.mkdir()
+    cut = tmp_path / 'truncated.pth'
+    data = real.read_bytes()
+    cut.write_bytes(data[:len(data) // 2])
+    return {
+        'random bytes': (junk, 'not a checkpoint file'),
+        'text': (text, 'not a checkpoint file'),
+        '0 bytes': (empty, 'not a checkpoint file'),
+        'directory': (folder, 'not a checkpoint file'),
+        'truncated': (cut, 'not a checkpoint file'),
+        'missing': (tmp_path / 'missing.pth', 'checkpoint not found'),
+    }
+
+
+def test_bad_inputs_answer_one_line(tmp_path, monkeypatch, capsys):
+    """Both converters: every kind of bad file gets the reader's one line
+    after 'refused:', exit status 1, and no output file."""
+    pre_cfg, _ = demo_cfgs('swin')
+    real = Path(save_mmengine(build(pre_cfg), pre_cfg, tmp_path / 'ok.pth'))
+    out = tmp_path / 'out.pth'
+    bad = _bad_inputs(tmp_path, real)
+    for tool in (to_backbone, official):
+        for name, (path, reason) in bad.items():
+            err = _run_main(tool, [path, out], monkeypatch, capsys)
+            assert err.startswith(f'refused: {reason}: {path}'), (name, err)
+            assert 'weights_only' not in err and 'Traceback' not in err
+            assert not out.exists()
+
+
+def test_output_is_not_the_input(tmp_path, monkeypatch, capsys):
+    pre_cfg, _ = demo_cfgs('swin')
+    src = Path(save_mmengine(build(pre_cfg), pre_cfg, tmp_path / 'pre.pth'))
+    before = src.read_bytes()
+    link = tmp_path / 'link.pth'
+    link.symlink_to(src)
+    for tool, dst in ((to_backbone, src), (to_backbone, link),
+                      (official, src)):
+        err = _run_main(tool, [src, dst], monkeypatch, capsys)
+        assert 'is the input file' in err, err
+    assert src.read_bytes() == before  # the training checkpoint is intact
+    err = _run_main(to_backbone, [src, tmp_path], monkeypatch, capsys)
+    assert 'is a directory' in err
+
+
+def test_failed_write_leaves_nothing(tmp_path):
+    """A write that fails half-way (here: a file-size limit, as a full disk
+    stops a write) leaves no partial output and no temporary file, and says
+    which file could not be written."""
+    pre_cfg, _ = demo_cfgs('swin')
+    src = save_mmengine(build(pre_cfg), pre_cfg, tmp_path / 'pre.pth')
+    out_dir = tmp_path / 'out'
+    out_dir.mkdir()
+    dst = out_dir / 'backbone.pth'
+    script = (
+        'import resource, signal, runpy, sys\n'
+        'signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n'
+        'resource.setrlimit(resource.RLIMIT_FSIZE, (100000, 100000))\n'
+        f'sys.argv = ["ummae_to_backbone.py", {src!r}, {str(dst)!r}]\n'
+        f'runpy.run_path({str(TOOLS / "ummae_to_backbone.py")!r}, '
+        'run_name="__main__")\n')
+    result = subprocess.run([sys.executable, '-c', script],
+                            capture_output=True, text=True,
+                            env=dict(os.environ, PYTHONDONTWRITEBYTECODE='1'))
+    assert result.returncode == 1, result.stderr[-2000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f'refused: cannot write {dst}: '), last
+    assert 'nothing was written' in last
+    assert list(out_dir.iterdir()) == []  # no partial file, no .tmp
+    # and without the limit the same call writes the file, atomically
+    to_backbone.convert(src, str(dst))
+    assert sorted(p.name for p in out_dir.iterdir()) == ['backbone.pth']
+    assert torch.load(dst, weights_only=True)['state_dict']
+
+
+def test_official_finetuned_other_class_count(tmp_path, monkeypatch,
+                                              capsys):
+    state = official_state('finetune_swin_tiny_256')
+    state['head.weight'] = torch.randn(10, 768)
+    state['head.bias'] = torch.randn(10)
+    src = save_official(state, tmp_path / 'ft10.pth')
+    dst = tmp_path / 'mmumae.pth'
+    out = official.convert(src, str(dst))  # count read from the file
+    assert torch.equal(out['head.fc.weight'], state['head.weight'])
+    ckpt = torch.load(dst, weights_only=True)
+    cfg = Config.fromstring(ckpt['meta']['cfg'], file_format='.py')
+    assert cfg.model.head.num_classes == 10
+    model = build(cfg, init_cfg=None)
+    missing, unexpected = model.load_state_dict(ckpt['state_dict'],
+                                                strict=False)
+    assert unexpected == [] and all('norm3' in k for k in missing)
+    dst.unlink()
+    official.convert(src, str(dst), num_classes=10)
+    assert dst.exists()
+    dst.unlink()
+    err = _run_main(official, [src, dst, '--num-classes', 1000],
+                    monkeypatch, capsys)
+    assert 'head has 10 classes, not the 1000' in err
+    assert not dst.exists()

@@ -119,9 +119,12 @@ def read_checkpoint(path: str, map_location: str = 'cpu') -> dict:
             IndexError) as err:
         raise RunError(f'not a checkpoint file: {path} (damaged: '
                        f'{type(err).__name__}: {str(err)[:200]})') from None
-    if not isinstance(ckpt, dict) or not any(
-            isinstance(v, torch.Tensor)
-            for v in state_dict_of(ckpt).values()):
+    # weights under 'state_dict' (mmengine), at the top (bare) or under
+    # 'model' (release files of the reference code, as mmdet/mmseg accept)
+    parts = [state_dict_of(ckpt), ckpt.get('model')] \
+        if isinstance(ckpt, dict) else []
+    if not any(isinstance(v, torch.Tensor) for part in parts
+               if isinstance(part, dict) for v in part.values()):
         raise RunError(f'not a checkpoint file: {path} (holds a '
                        f'{type(ckpt).__name__} without model weights)')
     return ckpt

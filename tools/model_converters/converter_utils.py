@@ -154,15 +154,19 @@ def save_checkpoint_file(state: Dict[str, torch.Tensor], meta: dict,
     except BaseException as err:
         if osp.exists(tmp):
             os.remove(tmp)
-        if not isinstance(err, OSError):
+        # torch.save reports a failed write of its zip container as a
+        # RuntimeError ("unexpected pos ..."), other writes as OSError
+        if not isinstance(err, (OSError, RuntimeError)):
             raise
-        if err.errno == errno.ENOSPC:
-            free = shutil.disk_usage(folder).free / 2**20
+        free = shutil.disk_usage(folder).free / 2**20
+        if getattr(err, 'errno', None) == errno.ENOSPC:
             raise ConversionError(
                 f'cannot write {path}: no space left on the device '
                 f'({free:.0f} MiB free in {folder}); free some space or '
                 f'write elsewhere. Nothing was written.') from None
+        reason = err.strerror if isinstance(err, OSError) and \
+            err.strerror else f'the write stopped ({str(err)[:120]})'
         raise ConversionError(
-            f'cannot write {path}: {err.strerror or err}; nothing was '
-            f'written.') from None
+            f'cannot write {path}: {reason}; {free:.0f} MiB free in '
+            f'{folder}; nothing was written.') from None
     print(f'saved {len(state)} tensors to {path}')

@@ -3,7 +3,7 @@
 Usage:
     python tools/model_converters/official_to_mmumae.py IN OUT \\
         [--model {swin-tiny,swin-large,pvt-small}] \\
-        [--kind {pretrain,finetune}]
+        [--kind {pretrain,finetune}] [--num-classes N]
 
 ``IN`` is a checkpoint of the reference implementation (implus/UM-MAE,
 weights under ``model``); model and kind are detected from its keys and
@@ -20,7 +20,9 @@ must be filled, else nothing is written.
   continues its training exactly. PVT's stored ``pos_embed`` is the fixed
   column-first sin-cos table that mmumae computes; it is checked, then not
   stored.
-- ``finetune`` -> an ``ImageClassifier`` (``backbone.*``, ``head.fc.*``).
+- ``finetune`` -> an ``ImageClassifier`` (``backbone.*``, ``head.fc.*``)
+  with as many classes as the file's ``head`` has (1000 for ImageNet-1K;
+  ``--num-classes`` checks it).
   The reference classifier averages the tokens and then normalises them
   (``fc_norm``); the mmumae one normalises (``norm3``) and then averages,
   so ``fc_norm`` is dropped and ``norm3`` keeps its initialisation, as the
@@ -43,8 +45,8 @@ from mmengine.config import Config
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 from converter_utils import (ConversionError, check_keys,  # noqa: E402
-                             load_checkpoint_file, prefix_counts,
-                             save_checkpoint_file, shapes_of)
+                             check_paths, load_checkpoint_file,
+                             prefix_counts, save_checkpoint_file, shapes_of)
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -217,8 +219,35 @@ def convert_state(state: Dict[str, torch.Tensor], model: str,
     return out
 
 
-def target_config(model: str, kind: str) -> Config:
-    """The config of the mmumae model a conversion targets."""
+def file_classes(state: Dict[str, torch.Tensor],
+                 asked: Optional[int] = None) -> Optional[int]:
+    """Class count of a fine-tuned file (rows of ``head.weight``), checked
+    against ``--num-classes``; None for a file without a head.
+
+    Raises:
+        ConversionError: When ``asked`` differs from the file's count, or
+            is given for a file without a head.
+    """
+    head = state.get('head.weight')
+    if head is None:
+        if asked is not None:
+            raise ConversionError(
+                f'--num-classes {asked} was given, but the file has no '
+                f'classifier head (head.weight); drop the option.')
+        return None
+    found = int(head.shape[0])
+    if asked is not None and asked != found:
+        raise ConversionError(
+            f'the file\'s classifier head has {found} classes, not the '
+            f'{asked} of --num-classes; pass --num-classes {found} (or '
+            f'leave it out).')
+    return found
+
+
+def target_config(model: str, kind: str,
+                  num_classes: Optional[int] = None) -> Config:
+    """The config of the mmumae model a conversion targets; a fine-tuned
+    classifier gets ``num_classes`` classes when given."""
     if (model, kind) not in TARGETS:
         raise ConversionError(
             f'no mmumae target for a {model} {kind} checkpoint; supported: '
@@ -226,6 +255,8 @@ def target_config(model: str, kind: str) -> Config:
     cfg = Config.fromfile(osp.join(REPO, TARGETS[model, kind]))
     if kind == 'pretrain':
         cfg.model.neck.pos_order = 'reference'
+    elif num_classes is not None:
+        cfg.model.head.num_classes = num_classes
     return cfg
 
 
@@ -255,7 +286,8 @@ def fit_to_target(out: Dict[str, torch.Tensor], target: torch.nn.Module,
 
 
 def convert(src: str, dst: str, model: Optional[str] = None,
-            kind: Optional[str] = None) -> Dict[str, torch.Tensor]:
+            kind: Optional[str] = None,
+            num_classes: Optional[int] = None) -> Dict[str, torch.Tensor]:
     """Convert the release file ``src`` into an mmumae checkpoint ``dst``.
 
     Args:
@@ -265,6 +297,9 @@ def convert(src: str, dst: str, model: Optional[str] = None,
             ``pvt-small``. Defaults to the detected one.
         kind (str, optional): ``pretrain`` or ``finetune``. Defaults to the
             detected one.
+        num_classes (int, optional): Classes of a fine-tuned classifier.
+            Defaults to the rows of the file's ``head.weight``; given, it
+            must equal them.
 
     Returns:
         dict: The converted state dict.
@@ -273,6 +308,7 @@ def convert(src: str, dst: str, model: Optional[str] = None,
         ConversionError: Wrong or incomplete file, or a mismatch with
             ``model`` / ``kind``.
     """
+    check_paths(src, dst)
     state = official_state(load_checkpoint_file(src), src)
     found = detect(state)
     print(f'detected: {found[0]} {found[1]} ({len(state)} tensors)')
@@ -281,7 +317,10 @@ def convert(src: str, dst: str, model: Optional[str] = None,
             f'{src} holds a {found[0]} {found[1]} checkpoint, not the '
             f'{model or found[0]} {kind or found[1]} asked for.')
     model, kind = found
-    cfg = target_config(model, kind)
+    classes = file_classes(state, num_classes)
+    if classes is not None:
+        print(f'classifier head: {classes} classes')
+    cfg = target_config(model, kind, classes)
     from mmpretrain.registry import MODELS as REGISTRY
     cfg.model.backbone.pop('init_cfg', None)
     target = REGISTRY.build(cfg.model)
@@ -304,13 +343,17 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('dst', help='output mmumae checkpoint')
     parser.add_argument('--model', choices=MODELS, help='default: detected')
     parser.add_argument('--kind', choices=KINDS, help='default: detected')
+    parser.add_argument(
+        '--num-classes', type=int,
+        help='classes of a fine-tuned classifier (default: the rows of the '
+        'file\'s head.weight; given, they must agree)')
     return parser.parse_args()
 
 
 def main() -> None:
     args = parse_args()
     try:
-        convert(args.src, args.dst, args.model, args.kind)
+        convert(args.src, args.dst, args.model, args.kind, args.num_classes)
     except ConversionError as err:
         print(f'refused: {err}', file=sys.stderr)
         sys.exit(1)

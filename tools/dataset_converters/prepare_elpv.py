@@ -32,8 +32,9 @@ Classes: ``--classes binary`` (default) gives ``0_functional`` (probability
 
 Usage::
 
-    python tools/dataset_converters/prepare_elpv.py [--out DIR] [--classes {binary,4}]
-        [--test-ratio 0.25] [--val-ratio 0.15] [--seed 0] [--force]
+    python tools/dataset_converters/prepare_elpv.py [--out DIR]
+        [--classes {binary,4}] [--test-ratio 0.25] [--val-ratio 0.15]
+        [--seed 0] [--force]
 """
 import argparse
 import csv

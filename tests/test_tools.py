@@ -93,7 +93,7 @@ def _run(tool: Path, *args, cwd: Path) -> str:
     env = dict(os.environ, PYTHONUNBUFFERED='1')
     proc = subprocess.run([sys.executable, str(tool), *map(str, args)],
                           cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=300)
+                          timeout=1800)  # a loaded machine starves it
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-4000:]
     return output

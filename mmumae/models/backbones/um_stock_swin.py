@@ -301,7 +301,8 @@ class UMStockSwinTransformer(SwinTransformer):
         # the helper indexes key minus query; the stock table is indexed by
         # query minus key: the same table read backwards
         stock = (2 * radius + 1)**2 - 1 - geo.rel_index
-        return geo._replace(rel_index=stock)
+        return WindowGeometry(geo.window, geo.shift, geo.pad, stock,
+                              geo.attn_mask, geo.table_coords)
 
     def _um_block(self, blk: SwinBlock, x: Tensor,
                   geo: WindowGeometry) -> Tensor:

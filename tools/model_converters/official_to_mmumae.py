@@ -16,7 +16,7 @@ must be filled, else nothing is written.
   config sets ``pos_order='reference'``: the reference decoder gives the
   visible tokens the position embeddings of the kept patches in raster
   order while they come in 2x2-block order, and the released decoder was
-  trained with that (docs/UMMAE_SPEC.md section 4), so only that order
+  trained with that (docs/method.md, the decoder), so only that order
   continues its training exactly. PVT's stored ``pos_embed`` is the fixed
   column-first sin-cos table that mmumae computes; it is checked, then not
   stored.

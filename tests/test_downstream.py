@@ -328,7 +328,7 @@ def test_mask_rcnn_demo_config_trains_and_evaluates(demo_data, swin_ckpt,
 
 def test_upernet_demo_config_trains_and_evaluates(demo_data, pvt_ckpt,
                                                   tmp_path):
-    pvt = dict(_delete_=True, type='UMPVT', arch=TINY_PVT,
+    pvt = dict(_delete_=True, type='mmpretrain.UMPVT', arch=TINY_PVT,
                sr_ratios=(8, 4, 2, 1), learnable_pos_embed=True,
                pretrain_img_size=256, out_indices=(0, 1, 2, 3),
                init_cfg=dict(type='Pretrained',
@@ -397,7 +397,7 @@ def test_layer_decay_option(path, family, swin_ckpt, pvt_ckpt):
     build = _det_config if family == 'swin' else _seg_config
     default = build(path, family, ckpt)
     assert default.optim_wrapper.constructor == \
-        'DenseLayerDecayOptimWrapperConstructor'
+        'mmpretrain.DenseLayerDecayOptimWrapperConstructor'
     assert default.optim_wrapper.paramwise_cfg.layer_decay_rate == 1.0
     cfg = build(path, family, ckpt, **{
         'optim_wrapper.paramwise_cfg.layer_decay_rate': 0.5})

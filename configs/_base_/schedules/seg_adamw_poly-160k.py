@@ -20,7 +20,7 @@ optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(
         type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05),
-    constructor='DenseLayerDecayOptimWrapperConstructor',
+    constructor='mmpretrain.DenseLayerDecayOptimWrapperConstructor',
     paramwise_cfg=dict(
         layer_decay_rate=1.0,
         norm_decay_mult=0.,

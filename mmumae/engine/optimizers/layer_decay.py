@@ -1,5 +1,4 @@
 """Layer-wise lr decay for detectors and segmentors on mmumae backbones."""
-import importlib
 from functools import partial
 from typing import Callable, List, Optional
 
@@ -7,8 +6,6 @@ from mmpretrain.engine.optimizers import \
     LearningRateDecayOptimWrapperConstructor
 from mmpretrain.registry import OPTIM_WRAPPER_CONSTRUCTORS
 from torch import nn
-
-from ...registry import dense_scopes
 
 
 class DenseLayerDecayOptimWrapperConstructor(
@@ -22,7 +19,8 @@ class DenseLayerDecayOptimWrapperConstructor(
     (``get_layer_depth(name, prefix='backbone.')``): backbone blocks get
     ``layer_decay_rate ** (num_layers - 1 - depth)``, the neck and heads
     (outside the prefix) the full lr. ``paramwise_cfg`` as mmpretrain's.
-    Registered in mmpretrain's, mmdet's and mmseg's registries.
+    Registered in mmpretrain's registry: mmdet/mmseg configs name it
+    ``constructor='mmpretrain.DenseLayerDecayOptimWrapperConstructor'``.
     """
 
     def add_params(self,
@@ -46,7 +44,3 @@ class DenseLayerDecayOptimWrapperConstructor(
 
 OPTIM_WRAPPER_CONSTRUCTORS.register_module(
     module=DenseLayerDecayOptimWrapperConstructor)
-for _scope in dense_scopes():
-    importlib.import_module(f'{_scope}.registry') \
-        .OPTIM_WRAPPER_CONSTRUCTORS.register_module(
-            module=DenseLayerDecayOptimWrapperConstructor)

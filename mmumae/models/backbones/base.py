@@ -7,7 +7,7 @@ from mmcv.cnn import build_norm_layer
 from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from mmengine.model.weight_init import trunc_normal_
-from mmengine.runner.checkpoint import _load_checkpoint, load_state_dict
+from mmengine.runner.checkpoint import CheckpointLoader, load_state_dict
 from torch import Tensor
 
 from mmumae.utils.checkpoint import state_dict_mismatch
@@ -311,8 +311,9 @@ class UMBackbone(BaseModule):
         which are ignored.
         """
         path = cfg['checkpoint']
-        ckpt = _load_checkpoint(path, map_location=cfg.get('map_location',
-                                                           'cpu'))
+        # mmengine's public loader (local files: mmumae's read_checkpoint)
+        ckpt = CheckpointLoader.load_checkpoint(
+            path, map_location=cfg.get('map_location', 'cpu'))
         state = ckpt.get('state_dict', ckpt) if isinstance(ckpt,
                                                            dict) else ckpt
         prefix = cfg.get('prefix')

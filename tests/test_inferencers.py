@@ -34,7 +34,7 @@ pytestmark = [
     pytest.mark.filterwarnings('ignore:Failed to add'),
     pytest.mark.filterwarnings('ignore:__array_wrap__ must accept'),
     # random weights: boxes beyond the image, drawn clipped
-    pytest.mark.filterwarnings('ignore:Warning: The (bbox|polygon) is out'),
+    pytest.mark.filterwarnings('ignore:Warning. The (bbox|polygon) is out'),
 ]
 
 REPO = Path(__file__).resolve().parents[1]

@@ -167,8 +167,11 @@ def test_pretrain_checkpoint_loads_into_dense_backbones(tmp_path, family):
 
         from mmengine.registry import DefaultScope
         registry = importlib.import_module(f'{scope}.registry').MODELS
+        # mmdet/mmseg configs name the backbone across scopes
+        name = dense_bb['type'] if scope == 'mmpretrain' \
+            else f'mmpretrain.{dense_bb["type"]}'
         cfg = dict(
-            dense_bb,
+            dense_bb, type=name,
             init_cfg=dict(type='Pretrained', checkpoint=ckpt,
                           prefix='backbone.'))
         with DefaultScope.overwrite_default_scope(scope):

@@ -83,7 +83,11 @@ class WorkDirHook(Hook):
                 f'{path}: taking over the lock of a run that ended without '
                 f'releasing it ({holder}).')
         for name in os.listdir(runner.work_dir):  # saves a kill cut short
-            if name.startswith('.') and name.endswith('.pth.tmp'):
+            # only regular files: a partial save is one; anything else
+            # (a link, a device) was put there by someone else
+            if (name.startswith('.') and name.endswith('.pth.tmp')
+                    and osp.isfile(osp.join(runner.work_dir, name))
+                    and not osp.islink(osp.join(runner.work_dir, name))):
                 os.remove(osp.join(runner.work_dir, name))
                 runner.logger.info(f'removed {name}, the partial save of an '
                                    'earlier run')

@@ -142,11 +142,13 @@ def test_pretrain_to_backbone_loads_everywhere(tmp_path, family):
         outs.append(clf.backbone(x)[-1])
     assert torch.equal(outs[0], outs[1])
 
-    # mmdet and mmseg build the same class from their registries; with four
-    # outputs the three new output norms keep their init, the rest loads.
+    # mmdet and mmseg build the same class by its cross-scope name; with
+    # four outputs the three new output norms keep their init, the rest
+    # loads.
     for registry in _dense_registries():
         dense = registry.build(dict(
             ft_cfg.model.backbone, out_indices=(0, 1, 2, 3),
+            type=f'mmpretrain.{ft_cfg.model.backbone.type}',
             init_cfg=dict(type='Pretrained', checkpoint=out,
                           prefix='backbone.')))
         dense.init_weights()

@@ -16,6 +16,27 @@ from ..utils import (check_patch_mask, expand_patch_mask, gather_patches,
                      take_patch_values)
 
 
+def check_um_mask(x: Tensor, mask: Tensor, mask_patch_size: int,
+                  name: str) -> Tuple[int, int, int]:
+    """Check a UM-MAE mask against the images and the backbone's mask
+    patch size; return the mask patch size in pixels and the mask grid
+    ``(p, gh, gw)`` (gh, gw even: 2x2 blocks).
+    """
+    p = check_patch_mask(mask, x.shape[-2:], name)
+    if p != mask_patch_size:
+        raise ValueError(
+            f'{name}: the mask grid implies {p}-px mask patches but the '
+            f'backbone was built with mask_patch_size={mask_patch_size}; '
+            'make them agree.')
+    gh, gw = mask.shape[-2:]
+    if gh % 2 or gw % 2:
+        raise ValueError(
+            size_rule(x.shape[-2:], 2 * p, f'{name}: UM-MAE (2x2 blocks of '
+                      f'{p}-px mask patches)') +
+            '; set the mask generator input_size accordingly.')
+    return p, gh, gw
+
+
 class CompactInput(NamedTuple):
     """What a pyramid encoder needs to run UM-MAE.
 
@@ -195,18 +216,8 @@ class UMBackbone(BaseModule):
         ``kept_ids`` are ``kept_patch_ids(mask)`` when the caller has them
         already (computed here when None).
         """
-        p = check_patch_mask(mask, x.shape[-2:], self._name)
-        if p != self.mask_patch_size:
-            raise ValueError(
-                f'{self._name}: the mask grid implies {p}-px mask patches but '
-                f'the backbone was built with mask_patch_size='
-                f'{self.mask_patch_size}; make them agree.')
-        gh, gw = mask.shape[-2:]
-        if gh % 2 or gw % 2:
-            raise ValueError(
-                size_rule(x.shape[-2:], 2 * p, f'{self._name}: UM-MAE (2x2 '
-                          f'blocks of {p}-px mask patches)') +
-                '; set the mask generator input_size accordingly.')
+        p, gh, gw = check_um_mask(x, mask, self.mask_patch_size,
+                                  self._name)
         t = self.tokens_per_patch
         ids = kept_patch_ids(mask, self._name) if kept_ids is None \
             else kept_ids

@@ -30,9 +30,10 @@ from torch import Tensor
 
 from mmumae.registry import register_backbone
 from ..utils import (SizeCache, WindowGeometry, build_window_geometry,
-                     check_patch_mask, expand_patch_mask, from_windows,
-                     gather_patches, kept_patch_ids, original_token_coords,
-                     size_rule, take_patch_values, to_windows)
+                     expand_patch_mask, from_windows, gather_patches,
+                     kept_patch_ids, original_token_coords,
+                     take_patch_values, to_windows)
+from .base import check_um_mask
 
 
 @register_backbone
@@ -184,18 +185,7 @@ class UMStockSwinTransformer(SwinTransformer):
         if x.dim() != 4:
             raise ValueError(f'{name}: expected (B, C, H, W) images, got '
                              f'{tuple(x.shape)}.')
-        p = check_patch_mask(mask, x.shape[-2:], name)
-        if p != self.mask_patch_size:
-            raise ValueError(
-                f'{name}: the mask grid implies {p}-px mask patches but the '
-                f'backbone was built with mask_patch_size='
-                f'{self.mask_patch_size}; make them agree.')
-        gh, gw = mask.shape[-2:]
-        if gh % 2 or gw % 2:
-            raise ValueError(
-                size_rule(x.shape[-2:], 2 * p, f'{name}: UM-MAE (2x2 blocks '
-                          f'of {p}-px mask patches)') +
-                '; set the mask generator input_size accordingly.')
+        p, gh, gw = check_um_mask(x, mask, self.mask_patch_size, name)
         t = self.tokens_per_patch
         ids = kept_patch_ids(mask, name) if kept_ids is None else kept_ids
         hw = (gh // 2, gw // 2)

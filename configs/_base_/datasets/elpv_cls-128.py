@@ -64,17 +64,10 @@ val_dataloader = dict(
         data_root=data_root,
         data_prefix='val',
         pipeline=test_pipeline))
+# the same loader on test/
 test_dataloader = dict(
-    batch_size=64,
-    num_workers=1,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    collate_fn=dict(type='default_collate'),
-    dataset=dict(
-        type='CustomDataset',
-        data_root=data_root,
-        data_prefix='test',
-        pipeline=test_pipeline))
+    val_dataloader, dataset=dict(val_dataloader['dataset'],
+                                 data_prefix='test'))
 # accuracy, and macro precision / recall (= balanced accuracy) / F1
 val_evaluator = [
     dict(type='Accuracy', topk=(1, )),

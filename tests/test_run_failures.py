@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from mmpretrain.registry import MODELS
+from mmengine.optim import OptimWrapper
+from mmpretrain.registry import MODELS, OPTIM_WRAPPERS
 from tool_helpers import (CLASSIFIER_MODEL, MAE_ITERS, REPO, RUNTIME,
                           load_tool, log_text, mae_model, write_image_folders)
 
@@ -159,6 +160,76 @@ def test_lr_1e3_stops_at_the_first_non_finite_step(tmp_path, data_dir,
             f'iter_{stop - 2}.pth', f'iter_{stop - 1}.pth']
         assert _pointer(work_dir) == f'iter_{stop - 1}.pth'
     assert all(_finite(p) for p in kept)
+
+
+class CPULossScaleOptimWrapper(OptimWrapper):
+    """What ``AmpOptimWrapper`` does with its loss scaler (scale the loss,
+    unscale, skip a step whose gradients overflow, back the scale off),
+    with torch's real ``GradScaler`` on the CPU, where mmengine refuses to
+    build ``AmpOptimWrapper``. Records the scale after each step."""
+    scales: list = []
+
+    def __init__(self, init_scale: float, backoff_factor: float, **kwargs):
+        super().__init__(**kwargs)
+        self.loss_scaler = torch.amp.GradScaler(
+            'cpu', init_scale=init_scale, backoff_factor=backoff_factor)
+
+    def backward(self, loss: torch.Tensor, **kwargs) -> None:
+        self.loss_scaler.scale(loss).backward(**kwargs)
+
+    def step(self, **kwargs) -> None:
+        self.loss_scaler.step(self.optimizer, **kwargs)
+        self.loss_scaler.update()
+        CPULossScaleOptimWrapper.scales.append(self.loss_scaler.get_scale())
+
+
+OPTIM_WRAPPERS.register_module(module=CPULossScaleOptimWrapper, force=True)
+
+
+def _scaled_run(tmp_path, data_dir, max_iters, *options):
+    CPULossScaleOptimWrapper.scales.clear()
+    cfg = _mae_iters(tmp_path, data_dir, max_iters=max_iters, interval=100)
+    work_dir = tmp_path / 'wd'
+    return work_dir, [cfg, '--work-dir', work_dir, '--cfg-options',
+                      'optim_wrapper.type=CPULossScaleOptimWrapper', *options]
+
+
+def test_fp16_skipped_steps_stop_the_run(tmp_path, data_dir):
+    # lr 1e3 drives the weights to inf/NaN; from then on every gradient
+    # overflows, the scaler skips each step and halves its scale.
+    work_dir, args = _scaled_run(
+        tmp_path, data_dir, 60, 'optim_wrapper.init_scale=1.0',
+        'optim_wrapper.backoff_factor=0.5', 'optim_wrapper.optimizer.lr=1e3',
+        'default_hooks.finite_loss.max_skipped_steps=5')
+    message = _error(train_tool, *args)
+    found = re.search(r'fp16 loss scaling skipped 5 consecutive steps up to '
+                      r'iteration (\d+) \(epoch 1\) \(loss scale now (\S+)\): '
+                      r'the gradients keep overflowing', message)
+    assert found, message
+    scales = CPULossScaleOptimWrapper.scales
+    stop = int(found.group(1))
+    assert len(scales) == stop < 60
+    last = scales[-6:] if stop > 5 else [1.0] + scales
+    assert [b / a for a, b in zip(last, last[1:])] == [0.5] * 5
+    assert float(found.group(2)) == scales[-1]
+    assert not list(work_dir.glob('iter_*.pth'))
+
+
+def test_fp16_a_few_skipped_steps_do_not_stop_the_run(tmp_path, data_dir):
+    # Scaled by 3.4e38 (near float32's largest, 3.403e38), this model's
+    # first gradients overflow; after a few halvings the scale fits.
+    init = 3.4e38
+    work_dir, args = _scaled_run(
+        tmp_path, data_dir, 12, f'optim_wrapper.init_scale={init}',
+        'optim_wrapper.backoff_factor=0.5',
+        'default_hooks.finite_loss.max_skipped_steps=100')
+    _train(*args)
+    scales = CPULossScaleOptimWrapper.scales
+    skipped = sum(b < a for a, b in zip([init] + scales, scales))
+    assert len(scales) == 12 and skipped > 0
+    # no growth within 12 steps (torch grows after 2000 good ones)
+    assert scales[-1] == pytest.approx(init * 0.5**skipped, rel=1e-6)
+    assert (work_dir / 'iter_12.pth').is_file()
 
 
 # ----------------------------------------------------------------------------

@@ -4,6 +4,7 @@
 # - secondary masking: SM ratio 0 / 0.25 / 0.5 (US ratio 0.75 throughout);
 # - layer-wise lr decay 0.85 in fine-tuning, against none;
 # - pre-training length: 10 / 20 / 40 / 80 epochs (80 runs last);
+# - pre-training lr 5e-4 against 1.5e-3 (run last);
 # - 10% of the training labels (stratified) against 100%, from scratch and
 #   from UM-MAE; 100 fine-tuning epochs on 10%, about the iterations of 10
 #   epochs on all labels.
@@ -40,4 +41,7 @@ arms = [
          lr_from='ummae', group='secondary-mask ratio (0.25 = ummae)'),
     dict(name='ummae_e80', pretrain='ummae', pretrain_epochs=80,
          lr_from='ummae', group='pre-training epochs (40 = ummae)'),
+    dict(name='ummae_pre-lr5e-4', pretrain='ummae',
+         pretrain_options={'optim_wrapper.optimizer.lr': 5e-4},
+         lr_from='ummae', group='pre-training lr (1.5e-3 = ummae)'),
 ]

@@ -162,6 +162,42 @@ def test_lr_1e3_stops_at_the_first_non_finite_step(tmp_path, data_dir,
     assert all(_finite(p) for p in kept)
 
 
+def test_opt_in_rollback_continues_from_the_last_good_checkpoint(
+        tmp_path, data_dir):
+    # 3 good iterations at lr 1e-3 (checkpoint iter_3), then lr x1e33: the
+    # weights blow up and the loss turns NaN within 2 iterations. With one
+    # rollback at lr x1e-33 the run goes back to iter_3 and trains on.
+    cfg = _mae_iters(tmp_path, data_dir, max_iters=8, interval=3, keep=2)
+    with open(cfg, 'a') as f:
+        f.write("param_scheduler = [dict(type='MultiStepLR', by_epoch=False, "
+                "milestones=[3], gamma=1e33)]\n")
+    work_dir = tmp_path / 'wd'
+    _train(cfg, '--work-dir', work_dir, '--cfg-options',
+           'default_hooks.finite_loss.rollbacks=1',
+           'default_hooks.finite_loss.rollback_lr_factor=1e-33')
+    log = log_text(work_dir)
+    found = re.search(r'non-finite loss at iteration ([45]) \(epoch 1\): '
+                      r"\{'loss': nan\}; stopped before saving it\. Rolled "
+                      r'back to (\S+) \(iteration 3\); lr x1e-33, 0 '
+                      r'rollback\(s\) left', log)
+    assert found, log[-3000:]
+    assert found.group(2) == str(work_dir / 'iter_3.pth')
+    assert sorted(p.name for p in work_dir.glob('iter_*.pth')) == [
+        'iter_6.pth', 'iter_8.pth']
+    final = read_checkpoint(str(work_dir / 'iter_8.pth'))
+    assert _finite(work_dir / 'iter_8.pth')
+    lr = final['optimizer']['param_groups'][0]['lr']
+    assert lr == pytest.approx(1e-3, rel=1e-6)
+
+
+def test_rollback_without_a_checkpoint_stops(tmp_path, data_dir):
+    cfg = _mae_iters(tmp_path, data_dir, max_iters=60, interval=100)
+    message = _error(train_tool, cfg, '--work-dir', tmp_path / 'wd',
+                     '--cfg-options', 'optim_wrapper.optimizer.lr=1e3',
+                     'default_hooks.finite_loss.rollbacks=2')
+    assert re.search(r'non-finite loss at iteration \d+', message)
+
+
 class CPULossScaleOptimWrapper(OptimWrapper):
     """What ``AmpOptimWrapper`` does with its loss scaler (scale the loss,
     unscale, skip a step whose gradients overflow, back the scale off),

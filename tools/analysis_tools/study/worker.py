@@ -19,6 +19,7 @@ is finished).
   initialised for the from-scratch arm) on train/val/test, then a weighted
   kNN and a linear probe (:mod:`features`).
 """
+import fcntl
 import json
 import os
 import os.path as osp
@@ -221,6 +222,15 @@ def run_frozen(run: dict) -> dict:
 def main(path: str) -> int:
     with open(path) as f:
         run = json.load(f)
+    # One worker per run at a time, across study processes sharing a
+    # runs_dir: wait for another one to finish the run, then find its
+    # result instead of running it again.
+    lock = os.open(osp.join(run['work_dir'], 'study.lock'),
+                   os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.lockf(lock, fcntl.LOCK_EX)
+    if osp.isfile(osp.join(run['work_dir'], 'result.json')):
+        print(f'{run["name"]}: finished by another study process')
+        return 0
     torch.set_num_threads(int(os.environ.get('STUDY_THREADS', '0'))
                           or torch.get_num_threads())
     fn = dict(pretrain=run_pretrain, finetune=run_finetune,

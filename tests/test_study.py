@@ -280,3 +280,16 @@ def test_runner_refuses_bad_study(tmp_path):
     assert proc.returncode == 1
     assert proc.stderr.startswith('error: ')
     assert 'nowhere' in proc.stderr and 'train' in proc.stderr
+
+
+def test_worker_does_not_rerun_a_run_another_process_finished(tmp_path):
+    import worker  # tools/analysis_tools/study
+    result = {'kind': 'pretrain', 'name': 'pre_x_s0', 'wall_s': 1.0}
+    (tmp_path / 'result.json').write_text(json.dumps(result))
+    spec = tmp_path / 'run.json'
+    # a run the worker could not even build: it must not try
+    spec.write_text(json.dumps(dict(kind='pretrain', name='pre_x_s0',
+                                    seed=0, work_dir=str(tmp_path))))
+    assert worker.main(str(spec)) == 0
+    assert json.loads((tmp_path / 'result.json').read_text()) == result
+    assert (tmp_path / 'study.lock').is_file()

@@ -101,9 +101,9 @@ class FiniteLossHook(Hook):
             and not bool(torch.isfinite(torch.as_tensor(v)).all())
         }
         where = f'iteration {runner.iter + 1} (epoch {runner.epoch + 1})'
-        if self.rollbacks > 0 and not bad and not all(
-                bool(torch.isfinite(p).all())
-                for p in runner.model.parameters()):
+        if self.rollbacks > 0 and not bad and not bool(torch.stack([
+                torch.isfinite(p).all()
+                for p in runner.model.parameters()]).all()):  # one sync
             bad = {'weights': float('nan')}  # roll back before saving them
         scaler = getattr(runner.optim_wrapper, 'loss_scaler', None)
         if scaler is None:

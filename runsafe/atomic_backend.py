@@ -7,7 +7,7 @@ from typing import Dict, List, Union
 
 from mmengine.fileio import LocalBackend, register_backend
 
-from mmumae.utils import RunError
+from .errors import RunError
 
 __all__ = ['AtomicLocalBackend']
 
@@ -34,7 +34,7 @@ class AtomicLocalBackend(LocalBackend):
     * ``put`` writes ``.<name>.tmp`` in the same folder, flushes it to disk
       and renames it to ``<name>`` (atomic: the old file or the new one,
       never half of one). A failed write (a full disk) removes the
-      temporary file and raises :class:`~mmumae.utils.RunError` naming the
+      temporary file and raises :class:`~runsafe.RunError` naming the
       file, the error and the free space.
     * ``remove`` only marks the file; it is deleted after the next complete
       ``put`` into the same folder. A kill, a full disk or a refused save

@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 from mmengine.runner import CheckpointLoader, find_latest_checkpoint
 
-from mmumae.compat import checkpoint_safe_globals
+from .safe_globals import checkpoint_safe_globals
 from .errors import RunError
 
 __all__ = [
@@ -78,7 +78,7 @@ def _torch_format(path: str) -> Optional[str]:
 def read_checkpoint(path: str, map_location: str = 'cpu') -> dict:
     """Load a local checkpoint with torch's weights-only unpickler.
 
-    The one reader of checkpoint files in mmumae: ``init_cfg``,
+    The one reader of checkpoint files of runs that use runsafe: ``init_cfg``,
     ``load_from``, ``--resume``, ``tools/test.py`` and the converters all
     go through it, so each answers a bad file the same way.
 
@@ -239,9 +239,10 @@ def resume_candidates(work_dir: str) -> List[str]:
     return found
 
 
-def _load_local(filename: str, map_location=None) -> dict:
+def load_from_local_safe(filename: str, map_location=None) -> dict:
     """mmengine's loader of local files, through :func:`read_checkpoint`."""
     return read_checkpoint(osp.expanduser(filename), map_location)
 
 
-CheckpointLoader.register_scheme(prefixes='', loader=_load_local, force=True)
+CheckpointLoader.register_scheme(
+    prefixes='', loader=load_from_local_safe, force=True)

@@ -1,19 +1,15 @@
 """Image loading that names the file it cannot read."""
 import os.path as osp
-from typing import List, Optional
+from typing import Optional
 
 import numpy as np
 from mmcv.transforms import BaseTransform, LoadImageFromFile
 from mmengine.logging import MMLogger
+from mmengine.registry import TRANSFORMS
 
-from mmumae.registry import TRANSFORMS
-from mmumae.utils import RunError
+from .errors import RunError
 
-__all__ = ['SafeLoadImageFromFile', 'CheckSegMap', 'prepare_image_loading']
-
-# Transform types prepare_image_loading replaces (same arguments).
-_STOCK_LOADERS = ('LoadImageFromFile', 'mmpretrain.LoadImageFromFile',
-                  'mmcv.LoadImageFromFile')
+__all__ = ['SafeLoadImageFromFile', 'CheckSegMap']
 
 
 def _why_unreadable(path: str) -> str:
@@ -30,7 +26,7 @@ class SafeLoadImageFromFile(LoadImageFromFile):
 
     mmcv's transform answers a 0-byte file with OpenCV's ``!buf.empty()``
     and a corrupt one with a bare assertion, naming no file. Here every
-    unreadable image raises a :class:`~mmumae.utils.RunError` with the file
+    unreadable image raises a :class:`~runsafe.RunError` with the file
     and the reason. With ``ignore_empty=True`` (mmcv's option, which here
     also covers undecodable files) it logs a warning naming the file and
     returns None instead; mmengine's dataset then draws another image in
@@ -54,7 +50,9 @@ class SafeLoadImageFromFile(LoadImageFromFile):
         if not self.ignore_empty:
             raise RunError(
                 f'cannot read image {path}: {reason}. Remove or replace it, '
-                'or set skip_bad_images=True to skip unreadable images.')
+                'or skip unreadable training images with ignore_empty=True '
+                'on the loader (--cfg-options train_dataloader.dataset.'
+                'pipeline.0.ignore_empty=True).')
         MMLogger.get_current_instance().warning(
             f'skipped unreadable image {path}: {reason}')
         return None
@@ -64,10 +62,10 @@ class SafeLoadImageFromFile(LoadImageFromFile):
 class CheckSegMap(BaseTransform):
     """Refuse a segmentation label map that does not fit its image.
 
-    Placed after mmseg's ``LoadAnnotations`` (``prepare_image_loading``
-    does that in every mmseg pipeline): a label map of another size than
+    Placed after mmseg's ``LoadAnnotations`` in the segmentation dataset
+    configs: a label map of another size than
     its image, or holding a label outside ``[0, num_classes)`` other than
-    ``ignore_index``, raises a :class:`~mmumae.utils.RunError` naming the
+    ``ignore_index``, raises a :class:`~runsafe.RunError` naming the
     file, before the sample reaches a batch.
 
     Args:
@@ -101,51 +99,3 @@ class CheckSegMap(BaseTransform):
                 f'{", 0 = ignored" if shift else ""}); fix the file or '
                 'set num_classes of the decode head.')
         return results
-
-
-def _pipelines(dataset: dict) -> List[list]:
-    if not isinstance(dataset, dict):
-        return []
-    if 'datasets' in dataset:
-        return [p for d in dataset['datasets'] for p in _pipelines(d)]
-    if 'dataset' in dataset:
-        return _pipelines(dataset['dataset'])
-    return [dataset.get('pipeline') or []]
-
-
-def _num_classes(cfg) -> Optional[int]:
-    heads = [(cfg.get('model') or {}).get(k) or {}
-             for k in ('decode_head', 'auxiliary_head')]
-    return next((h['num_classes'] for h in heads if 'num_classes' in h),
-                None)
-
-
-def prepare_image_loading(cfg) -> None:
-    """Make loading errors name the file; skip unreadable training images
-    when the config says ``skip_bad_images=True``.
-
-    In mmpretrain's scope, every ``LoadImageFromFile`` of the
-    train/val/test pipelines (also of wrapped datasets) becomes a
-    ``SafeLoadImageFromFile`` with the same arguments; with
-    ``skip_bad_images`` only the training one gets ``ignore_empty=True``.
-    In mmseg's scope a :class:`CheckSegMap` follows each
-    ``LoadAnnotations``.
-
-    Args:
-        cfg (Config): The full config, edited in place.
-    """
-    scope = cfg.get('default_scope', 'mmpretrain')
-    skip = bool(cfg.get('skip_bad_images', False))
-    num_classes = _num_classes(cfg)
-    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        for pipeline in _pipelines((cfg.get(key) or {}).get('dataset')):
-            for i, step in reversed(list(enumerate(pipeline))):
-                kind = step.get('type') if isinstance(step, dict) else None
-                if scope == 'mmpretrain' and kind in _STOCK_LOADERS:
-                    step['type'] = 'SafeLoadImageFromFile'
-                    step['ignore_empty'] = skip and key == 'train_dataloader'
-                elif scope == 'mmseg' and num_classes and kind in (
-                        'LoadAnnotations', 'mmseg.LoadAnnotations'):
-                    pipeline.insert(i + 1, dict(
-                        type='mmpretrain.CheckSegMap',
-                        num_classes=num_classes))

@@ -1,21 +1,51 @@
-"""mmengine's Runner with resume that falls back, and lr scaling that
-counts gradient accumulation."""
+"""mmengine's Runner, made safe to run: resume that falls back, data
+checked before the first step, lr scaling that counts gradient
+accumulation, and runs on a machine without a GPU (mixed precision falls
+back to fp32, distributed runs use gloo)."""
+import copy
+import datetime
+import itertools
+import os.path as osp
 from typing import Optional
 
-from mmengine.optim import OptimWrapper, OptimWrapperDict
-from mmengine.registry import RUNNERS
+import torch.distributed as torch_dist
+from mmengine.device import get_device
+from mmengine.optim import AmpOptimWrapper, OptimWrapper, OptimWrapperDict
+from mmengine.registry import OPTIM_WRAPPERS, RUNNERS
 from mmengine.runner import Runner
 
-from mmumae.utils import (RunError, check_batches, read_checkpoint,
-                          resume_candidates)
+from .checkpoint import read_checkpoint, resume_candidates
+from .data_checks import check_batches, check_dataset_paths
+from .errors import RunError
+from .hooks import WorkDirHook
 
-__all__ = ['SafeRunner', 'newest_loadable_checkpoint']
+__all__ = ['SafeRunner', 'newest_loadable_checkpoint', 'has_gpu']
+
+# Keys that only AmpOptimWrapper understands; OptimWrapper rejects them.
+_AMP_ONLY_KEYS = ('loss_scale', 'dtype', 'use_fsdp')
+# Runs built in this process: mmengine names a run's logger and message
+# hub <experiment>_<second>, so a second run within the same second would
+# share the first one's; later runs get a numbered experiment name.
+_RUNS = itertools.count()
+
+
+def has_gpu() -> bool:
+    """Whether a GPU (CUDA, NPU, MLU, MUSA) is available: mmengine's
+    ``AmpOptimWrapper`` and its launchers need one."""
+    return get_device() != 'cpu'
+
+
+def _is_amp(wrapper: dict) -> bool:
+    kind = wrapper.get('type')
+    if isinstance(kind, str):
+        kind = OPTIM_WRAPPERS.get(kind)
+    return isinstance(kind, type) and issubclass(kind, AmpOptimWrapper)
 
 
 def newest_loadable_checkpoint(work_dir: str, logger) -> Optional[str]:
     """The newest checkpoint of ``work_dir`` that reads, or None.
 
-    Candidates come from :func:`mmumae.utils.resume_candidates`; a damaged
+    Candidates come from :func:`runsafe.resume_candidates`; a damaged
     or missing newer one is named in a warning and skipped.
 
     Raises:
@@ -45,21 +75,112 @@ def newest_loadable_checkpoint(work_dir: str, logger) -> Optional[str]:
 
 @RUNNERS.register_module()
 class SafeRunner(Runner):
-    """mmengine's ``Runner`` with three public methods changed.
+    """mmengine's ``Runner`` with public methods changed for safe runs.
 
     * :meth:`load_or_resume`: ``resume=True`` without ``load_from`` resumes
       from :func:`newest_loadable_checkpoint` (``last_checkpoint`` may name
       the file relative to the work dir, see ``WorkDirHook``).
+    * :meth:`train` / :meth:`test`: the data roots are checked first
+      (:func:`~runsafe.data_checks.check_dataset_paths`), and the work-dir
+      lock is released however the run ends.
     * :meth:`build_train_loop`: a training set without a single batch is
       refused before the first iteration.
     * :meth:`scale_lr`: ``auto_scale_lr`` counts gradient accumulation in
       the total batch (mmengine's leaves it out).
+    * Without a GPU: :meth:`build_optim_wrapper` builds an
+      ``AmpOptimWrapper`` config as ``OptimWrapper`` (fp32) with a warning,
+      :meth:`setup_env` starts a gloo process group for ``torchrun``
+      launches, and :meth:`wrap_model` wraps without device ids.
 
-    The checks of weights, work dir, losses and resume are hooks of the
-    shared runtime (``StrictLoadHook``, ``WorkDirHook``,
-    ``FiniteLossHook``, ``ExactResumeHook``). Selected with
-    ``runner_type='SafeRunner'``.
+    The config is never rewritten: what a run dumps to its work dir is what
+    it was given. Selected with ``runner_type='SafeRunner'``.
     """
+
+    def __init__(self, *args, **kwargs) -> None:
+        count = next(_RUNS)
+        cfg = kwargs.get('cfg')
+        if count and kwargs.get('experiment_name') is None and cfg:
+            name = osp.splitext(osp.basename(cfg.filename or 'run'))[0]
+            kwargs['experiment_name'] = f'{name}_run{count + 1}'
+        super().__init__(*args, **kwargs)
+
+    def setup_env(self, env_cfg: dict) -> None:
+        """mmengine's set-up; without a GPU, a distributed run starts a
+        gloo process group itself (mmengine's ``init_dist`` needs CUDA)."""
+        if self.distributed and not has_gpu() and \
+                not torch_dist.is_initialized():
+            if self.launcher != 'pytorch':
+                raise RunError(
+                    f'--launcher {self.launcher} without a GPU: launch CPU '
+                    'processes with torchrun (tools/dist_train.sh), '
+                    '--launcher pytorch.')
+            timeout = (env_cfg.get('dist_cfg') or {}).get('timeout')
+            torch_dist.init_process_group(
+                backend='gloo', timeout=None if timeout is None else
+                datetime.timedelta(seconds=timeout))
+        super().setup_env(env_cfg)
+
+    def wrap_model(self, model_wrapper_cfg: Optional[dict], model):
+        """mmengine's wrapping; without a GPU, with no device ids (torch's
+        DDP refuses them for a CPU module)."""
+        if self.distributed and not has_gpu():
+            model_wrapper_cfg = dict(
+                dict(type='MMDistributedDataParallel',
+                     broadcast_buffers=False,
+                     find_unused_parameters=self.cfg.get(
+                         'find_unused_parameters', False)),
+                **(model_wrapper_cfg or {}), device_ids=None)
+        return super().wrap_model(model_wrapper_cfg, model)
+
+    def build_optim_wrapper(self, optim_wrapper):
+        """mmengine's build; without a GPU, ``AmpOptimWrapper`` configs
+        (one, or one per sub-model) are built as ``OptimWrapper`` in fp32
+        with a warning."""
+        if isinstance(optim_wrapper, dict) and not has_gpu():
+            optim_wrapper = copy.deepcopy(optim_wrapper)
+            subs = [optim_wrapper] if 'type' in optim_wrapper else [
+                v for v in optim_wrapper.values() if isinstance(v, dict)]
+            for sub in filter(_is_amp, subs):
+                dropped = {k: sub.pop(k) for k in _AMP_ONLY_KEYS if k in sub}
+                sub['type'] = 'OptimWrapper'
+                self.logger.warning(
+                    'The config asks for AmpOptimWrapper (mixed precision), '
+                    'which mmengine only supports on a GPU, and no GPU is '
+                    'available: falling back to OptimWrapper in fp32'
+                    f'{f" (dropped {dropped})" if dropped else ""}. Results '
+                    'match AMP training up to numerical precision; it is '
+                    'only slower.')
+        return super().build_optim_wrapper(optim_wrapper)
+
+    @staticmethod
+    def build_dataloader(dataloader, seed=None, diff_rank_seed=False):
+        """mmengine's build; ``persistent_workers`` is dropped when
+        ``num_workers=0`` (a common debugging override torch refuses)."""
+        if isinstance(dataloader, dict) and dataloader.get(
+                'persistent_workers') and not dataloader.get('num_workers'):
+            dataloader = dict(dataloader, persistent_workers=False)
+        return Runner.build_dataloader(dataloader, seed, diff_rank_seed)
+
+    def _release_work_dir(self) -> None:
+        for hook in self.hooks:
+            if isinstance(hook, WorkDirHook):
+                hook.release()
+
+    def train(self):
+        """Check the training and validation data, then train."""
+        check_dataset_paths(self.cfg, ['train_dataloader', 'val_dataloader'])
+        try:
+            return super().train()
+        finally:
+            self._release_work_dir()
+
+    def test(self) -> dict:
+        """Check the test data, then test."""
+        check_dataset_paths(self.cfg, ['test_dataloader'])
+        try:
+            return super().test()
+        finally:
+            self._release_work_dir()
 
     def load_or_resume(self) -> None:
         """Resume from the newest loadable checkpoint, or as mmengine."""

@@ -12,8 +12,8 @@ refers to its statistics methods through ``builtins.getattr``, which would
 give a file access to any attribute of any allowed object, so that name maps
 to :func:`_history_buffer_getattr`, which resolves only those methods.
 
-The list is used only inside :func:`mmumae.utils.read_checkpoint` (with
-``torch.serialization.safe_globals``): importing mmumae changes no global
+The list is used only inside :func:`runsafe.read_checkpoint` (with
+``torch.serialization.safe_globals``): importing runsafe changes no global
 state of torch or numpy.
 """
 import pickle
@@ -47,14 +47,14 @@ def _history_buffer_getattr(owner: Any, name: str) -> Callable:
     if owner is HistoryBuffer and name in _HISTORY_BUFFER_STATISTICS:
         return getattr(owner, name)
     raise pickle.UnpicklingError(
-        f'mmumae.compat: refusing getattr({owner!r}, {name!r}) in a '
+        f'runsafe.safe_globals: refusing getattr({owner!r}, {name!r}) in a '
         'weights-only load; only HistoryBuffer statistics methods are '
         'allowed. Load the file with torch.load(..., weights_only=False) '
         'only if you trust it.')
 
 
 def checkpoint_safe_globals() -> List[Union[Callable, Tuple[Callable, str]]]:
-    """Return the globals mmumae allow-lists for weights-only loading.
+    """Return the globals runsafe allow-lists for weights-only loading.
 
     Returns:
         list: Entries for :func:`torch.serialization.add_safe_globals`,

@@ -1,39 +1,30 @@
-# Runtime shared by every mmumae config (mmengine Runner, mmpretrain scope).
-default_scope = 'mmpretrain'
+# Runtime shared by every mmumae config in mmpretrain's scope: mmpretrain's
+# own runtime, plus mmumae's modules and the run safety (runsafe).
+_base_ = ['mmpretrain::_base_/default_runtime.py']
 
-# Register mmumae's modules (backbones, necks, heads, algorithms, transforms)
-# and apply its compatibility fixes in every process that reads the config:
-# needed by `mim train` and by dataloader workers. mmumae must be installed
-# (pip install -e .) or on PYTHONPATH.
-custom_imports = dict(imports=['mmumae'], allow_failed_imports=False)
+# Register mmumae's modules (backbones, necks, heads, algorithms, mask
+# transforms) and opt into run safety (runsafe: the runner, hooks, atomic
+# checkpoints, checkpoint reader, SafeLoadImageFromFile) in every process
+# that reads the config, `mim train` and dataloader workers included. Both
+# are installed by `pip install -e .`.
+custom_imports = dict(
+    imports=['mmumae', 'runsafe'], allow_failed_imports=False)
 
-# mmengine's Runner; its resume falls back to the newest loadable checkpoint
-# and auto_scale_lr counts gradient accumulation (mmumae.engine.SafeRunner).
-# `mim train` and mmpretrain's train.py build it too.
+# mmengine's Runner (runsafe.SafeRunner): resume falls back to the newest
+# loadable checkpoint, data roots are checked before the first step,
+# auto_scale_lr counts gradient accumulation, and on a machine without a GPU
+# AmpOptimWrapper falls back to fp32 and torchrun launches use gloo.
+# tools/train.py, `mim train` and mmpretrain's train.py all build it.
 runner_type = 'SafeRunner'
 
-# True: log and skip unreadable training images (0-byte, corrupt) instead of
-# stopping (tools/train.py; validation and test images are never skipped).
-skip_bad_images = False
-
 default_hooks = dict(
-    # time every iteration (data loading and forward/backward)
-    timer=dict(type='IterTimerHook'),
-    # print and write the log every 100 iterations
-    logger=dict(type='LoggerHook', interval=100),
-    # step the param_scheduler list
-    param_scheduler=dict(type='ParamSchedulerHook'),
     # save every epoch, keep the latest 3 (auto-resume needs
-    # `last_checkpoint`); `atomic_local` (mmumae.engine.AtomicLocalBackend)
-    # writes each to a temporary file and renames it, and deletes old ones
-    # only after that
-    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=3,
-                    backend_args=dict(backend='atomic_local')),
-    # reseed the distributed sampler each epoch
-    sampler_seed=dict(type='DistSamplerSeedHook'),
-    # prediction visualisation during validation, off by default
-    visualization=dict(type='VisualizationHook', enable=False),
-    # mmumae.engine.hooks: one run per work dir (lock), no earlier run
+    # `last_checkpoint`); `atomic_local` (runsafe.AtomicLocalBackend) writes
+    # each to a temporary file and renames it, and deletes old ones only
+    # after that
+    checkpoint=dict(
+        max_keep_ckpts=3, backend_args=dict(backend='atomic_local')),
+    # runsafe's hooks: one run per work dir (lock), no earlier run
     # overwritten, a relative `last_checkpoint`; checkpoints that do not fit
     # the model refused; stop at a NaN/inf loss; exact resume
     work_dir=dict(type='WorkDirHook'),
@@ -42,12 +33,8 @@ default_hooks = dict(
     exact_resume=dict(type='ExactResumeHook'),
 )
 
-env_cfg = dict(
-    cudnn_benchmark=False,
-    mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
-    # a rank that stalls for 10 minutes ends the job (torch's default: 30)
-    dist_cfg=dict(backend='nccl', timeout=600),
-)
+# a rank that stalls for 10 minutes ends the job (torch's default: 30)
+env_cfg = dict(dist_cfg=dict(timeout=600))
 
 log_processor = dict(
     # average scalars over the last 10 logged iterations
@@ -55,16 +42,6 @@ log_processor = dict(
     # count epochs in the log, like the paper's schedule
     by_epoch=True,
 )
-
-vis_backends = [dict(type='LocalVisBackend')]
-visualizer = dict(type='UniversalVisualizer', vis_backends=vis_backends)
-
-log_level = 'INFO'
-
-# `load_from` loads weights only; `resume = True` also restores the optimizer,
-# schedulers and iteration counter (tools/train.py --resume sets both).
-load_from = None
-resume = False
 
 # A fixed seed, different per rank so every GPU sees other random masks.
 randomness = dict(seed=0, diff_rank_seed=True, deterministic=False)

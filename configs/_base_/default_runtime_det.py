@@ -1,15 +1,15 @@
 # Runtime of the mmdet configs (configs/mmdet): mmdet's scope, so `type`s
-# resolve in mmdet's registries first (our backbones are registered there
-# too by `import mmumae`), epoch-based logging, COCO visualisation hook.
+# resolve in mmdet's registries first, epoch-based logging, COCO
+# visualisation hook.
 default_scope = 'mmdet'
-# mmumae.engine.optimizers: the layer-decay constructor of the schedules
+# mmumae's modules (the backbones, as type='mmpretrain.<name>', and the
+# layer-decay constructor of the schedules) and run safety (runsafe)
 custom_imports = dict(
-    imports=['mmumae', 'mmumae.engine.optimizers'],
-    allow_failed_imports=False)
+    imports=['mmumae', 'runsafe'], allow_failed_imports=False)
 
-# mmumae's runner, atomic checkpoints and run hooks, as in
-# default_runtime.py (the hooks live in mmpretrain's registry, hence the
-# scope prefix).
+# runsafe's runner, atomic checkpoints and run hooks, as in
+# default_runtime.py (registered in mmengine's root registries, so found from
+# this scope).
 runner_type = 'SafeRunner'
 
 default_hooks = dict(
@@ -21,10 +21,10 @@ default_hooks = dict(
         max_keep_ckpts=3,
         backend_args=dict(backend='atomic_local')),
     sampler_seed=dict(type='DistSamplerSeedHook'),
-    work_dir=dict(type='mmpretrain.WorkDirHook'),
-    strict_load=dict(type='mmpretrain.StrictLoadHook'),
-    finite_loss=dict(type='mmpretrain.FiniteLossHook'),
-    exact_resume=dict(type='mmpretrain.ExactResumeHook'),
+    work_dir=dict(type='WorkDirHook'),
+    strict_load=dict(type='StrictLoadHook'),
+    finite_loss=dict(type='FiniteLossHook'),
+    exact_resume=dict(type='ExactResumeHook'),
     visualization=dict(type='DetVisualizationHook'))
 
 env_cfg = dict(

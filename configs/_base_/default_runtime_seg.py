@@ -1,14 +1,14 @@
-# Runtime of the mmseg configs (configs/mmseg): mmseg's scope (our backbones
-# are registered there too by `import mmumae`), iteration-based logging.
+# Runtime of the mmseg configs (configs/mmseg): mmseg's scope,
+# iteration-based logging.
 default_scope = 'mmseg'
-# mmumae.engine.optimizers: the layer-decay constructor of the schedules
+# mmumae's modules (the backbones, as type='mmpretrain.<name>', and the
+# layer-decay constructor of the schedules) and run safety (runsafe)
 custom_imports = dict(
-    imports=['mmumae', 'mmumae.engine.optimizers'],
-    allow_failed_imports=False)
+    imports=['mmumae', 'runsafe'], allow_failed_imports=False)
 
-# mmumae's runner, atomic checkpoints and run hooks, as in
-# default_runtime.py (the hooks live in mmpretrain's registry, hence the
-# scope prefix).
+# runsafe's runner, atomic checkpoints and run hooks, as in
+# default_runtime.py (registered in mmengine's root registries, so found from
+# this scope).
 runner_type = 'SafeRunner'
 
 default_hooks = dict(
@@ -20,10 +20,10 @@ default_hooks = dict(
         max_keep_ckpts=3,
         backend_args=dict(backend='atomic_local')),
     sampler_seed=dict(type='DistSamplerSeedHook'),
-    work_dir=dict(type='mmpretrain.WorkDirHook'),
-    strict_load=dict(type='mmpretrain.StrictLoadHook'),
-    finite_loss=dict(type='mmpretrain.FiniteLossHook'),
-    exact_resume=dict(type='mmpretrain.ExactResumeHook'),
+    work_dir=dict(type='WorkDirHook'),
+    strict_load=dict(type='StrictLoadHook'),
+    finite_loss=dict(type='FiniteLossHook'),
+    exact_resume=dict(type='ExactResumeHook'),
     visualization=dict(type='SegVisualizationHook'))
 
 env_cfg = dict(

@@ -36,7 +36,7 @@ model = dict(
 data_preprocessor = dict(num_classes=num_classes)
 
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='SafeLoadImageFromFile'),
     dict(
         type='RandomResizedCrop',
         scale=img_size,
@@ -48,7 +48,7 @@ train_pipeline = [
     dict(type='PackInputs'),
 ]
 test_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='SafeLoadImageFromFile'),
     dict(
         type='ResizeEdge',
         scale=int(img_size / 0.875),
@@ -64,6 +64,7 @@ demo_classes = ('astronaut', 'camera', 'chelsea', 'coffee', 'coins',
 train_dataloader = dict(
     batch_size=16,
     num_workers=1,
+    pin_memory=False,
     drop_last=True,
     dataset=dict(
         data_root='data/demo/imagenet/',
@@ -72,6 +73,7 @@ train_dataloader = dict(
 val_dataloader = dict(
     batch_size=40,
     num_workers=1,
+    pin_memory=False,
     dataset=dict(
         data_root='data/demo/imagenet/',
         metainfo=dict(classes=demo_classes),

@@ -22,7 +22,7 @@ model = dict(
     head=dict(patch_size=4))  # the mask is on the 64x64 token grid
 
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='SafeLoadImageFromFile'),
     dict(
         type='RandomResizedCrop',
         scale=256,

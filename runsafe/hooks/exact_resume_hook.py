@@ -5,9 +5,9 @@ import numpy as np
 import torch
 from mmengine.hooks import CheckpointHook, Hook
 from mmengine.runner import EpochBasedTrainLoop
+from mmengine.registry import HOOKS
 
-from mmumae.registry import HOOKS
-from mmumae.utils import RunError
+from ..errors import RunError
 
 __all__ = ['ExactResumeHook']
 

@@ -3,9 +3,10 @@ from typing import Optional
 
 import torch
 from mmengine.hooks import Hook
+from mmengine.registry import HOOKS
 
-from mmumae.registry import HOOKS
-from mmumae.utils import RunError, read_checkpoint, resume_candidates
+from ..checkpoint import read_checkpoint, resume_candidates
+from ..errors import RunError
 
 __all__ = ['FiniteLossHook']
 
@@ -19,7 +20,7 @@ class FiniteLossHook(Hook):
     """Stop at the first non-finite loss, before it is saved.
 
     * fp32: the first iteration whose loss (any ``loss*`` output) is NaN
-      or infinite stops the run with a :class:`~mmumae.utils.RunError`
+      or infinite stops the run with a :class:`~runsafe.RunError`
       naming the iteration (``tools/train.py`` exits with status 1).
     * Mixed precision (``AmpOptimWrapper``): the loss scaler skips steps
       whose gradients overflow, which is normal now and then; the run

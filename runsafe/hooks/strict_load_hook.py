@@ -2,10 +2,10 @@
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.optim import OptimWrapperDict
+from mmengine.registry import HOOKS
 
-from mmumae.registry import HOOKS
-from mmumae.utils import (RunError, mismatch_text, state_dict_mismatch,
-                          state_dict_of)
+from ..checkpoint import mismatch_text, state_dict_mismatch, state_dict_of
+from ..errors import RunError
 
 __all__ = ['StrictLoadHook']
 
@@ -17,7 +17,7 @@ class StrictLoadHook(Hook):
     the model.
 
     The keys are compared after the model's own ``load_state_dict``
-    pre-hooks have adapted them (:func:`mmumae.utils.state_dict_mismatch`),
+    pre-hooks have adapted them (:func:`runsafe.state_dict_mismatch`),
     with a DDP ``module.`` prefix removed. A missing, unexpected or
     differently shaped tensor stops the run with the keys named, unless the
     config sets ``allow_partial_load=True``: then the fitting tensors load

@@ -8,10 +8,10 @@ from typing import Optional
 
 from mmengine.dist import broadcast_object_list
 from mmengine.hooks import Hook
+from mmengine.registry import HOOKS
 
-from mmumae.registry import HOOKS
-from mmumae.utils import RunError
-from mmumae.utils.checkpoint import CKPT_NAME
+from ..checkpoint import CKPT_NAME
+from ..errors import RunError
 
 __all__ = ['WorkDirHook']
 

@@ -3,7 +3,7 @@
 _base_ = ['./demo_ummae-128.py']
 
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='SafeLoadImageFromFile'),
     dict(
         type='RandomResizedCrop',
         scale=128,

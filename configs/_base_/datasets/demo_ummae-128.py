@@ -8,7 +8,7 @@ data_root = 'data/demo/imagenet/'
 img_size = 128
 
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='SafeLoadImageFromFile'),
     dict(
         type='RandomResizedCrop',
         scale=img_size,
@@ -29,5 +29,6 @@ train_dataloader = dict(
     batch_size=16,
     num_workers=1,
     persistent_workers=True,
+    pin_memory=False,
     drop_last=True,
     dataset=dict(data_root=data_root, pipeline=train_pipeline))

@@ -18,7 +18,7 @@ data_preprocessor = dict(
     to_rgb=True)
 
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='SafeLoadImageFromFile'),
     dict(
         type='RandomResizedCrop',
         scale=img_size,
@@ -32,7 +32,7 @@ train_pipeline = [
     dict(type='PackInputs'),
 ]
 test_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='SafeLoadImageFromFile'),
     dict(
         type='Resize',
         scale=(img_size, img_size),
@@ -45,6 +45,7 @@ train_dataloader = dict(
     batch_size=32,
     num_workers=1,
     persistent_workers=True,
+    pin_memory=False,
     drop_last=True,
     sampler=dict(type='DefaultSampler', shuffle=True),
     collate_fn=dict(type='default_collate'),
@@ -57,6 +58,7 @@ val_dataloader = dict(
     batch_size=64,
     num_workers=1,
     persistent_workers=True,
+    pin_memory=False,
     sampler=dict(type='DefaultSampler', shuffle=False),
     collate_fn=dict(type='default_collate'),
     dataset=dict(

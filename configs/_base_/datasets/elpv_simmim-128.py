@@ -4,7 +4,7 @@
 _base_ = ['./elpv_ummae-128.py']
 
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='SafeLoadImageFromFile'),
     dict(
         type='RandomResizedCrop',
         scale=128,

@@ -14,7 +14,7 @@ data_preprocessor = dict(
     to_rgb=True)
 
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='SafeLoadImageFromFile'),
     dict(
         type='RandomResizedCrop',
         scale=img_size,
@@ -38,6 +38,7 @@ train_dataloader = dict(
     batch_size=32,
     num_workers=1,
     persistent_workers=True,
+    pin_memory=False,
     drop_last=True,
     sampler=dict(type='DefaultSampler', shuffle=True),
     collate_fn=dict(type='default_collate'),

@@ -3,7 +3,7 @@
 _base_ = ['./imagenet_bs512_ummae-256.py']
 
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='SafeLoadImageFromFile'),
     dict(
         type='RandomResizedCrop',
         scale=224,

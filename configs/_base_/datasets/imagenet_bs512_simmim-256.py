@@ -4,7 +4,7 @@
 _base_ = ['./imagenet_bs512_ummae-256.py']
 
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='SafeLoadImageFromFile'),
     dict(
         type='RandomResizedCrop',
         scale=256,

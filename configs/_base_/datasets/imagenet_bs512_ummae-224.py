@@ -4,7 +4,7 @@ _base_ = ['./imagenet_bs512_ummae-256.py']
 
 img_size = 224
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='SafeLoadImageFromFile'),
     dict(
         type='RandomResizedCrop',
         scale=img_size,

@@ -1,0 +1,62 @@
+"""The command line that ``tools/train.py`` and ``tools/test.py`` share:
+options that set config keys, as mmpretrain's ``merge_args`` does, and
+building the config's runner."""
+import argparse
+import os
+import os.path as osp
+
+from mmengine.config import Config, DictAction
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
+
+from runsafe import RunError, error_line
+
+__all__ = ['add_common_args', 'merge_common_args', 'build_and_run']
+
+
+def add_common_args(parser: argparse.ArgumentParser) -> None:
+    """The options ``tools/train.py`` and ``tools/test.py`` share."""
+    parser.add_argument('config', help='path of the config file')
+    parser.add_argument(
+        '--work-dir', help='where logs and checkpoints go (default: the '
+        "config's work_dir, else work_dirs/<config name>)")
+    parser.add_argument(
+        '--allow-partial-load', action='store_true',
+        help='load a checkpoint that does not fit the model: only the '
+        'tensors that fit, with a warning naming the others')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override config entries, e.g. train_cfg.max_epochs=10')
+    parser.add_argument(
+        '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none', help='how the processes were launched')
+    # torch.distributed.launch passes --local-rank; torchrun sets LOCAL_RANK
+    parser.add_argument('--local-rank', '--local_rank', type=int, default=0)
+
+
+def merge_common_args(cfg: Config, args: argparse.Namespace) -> Config:
+    """Apply the shared options to ``cfg`` (``--cfg-options`` first)."""
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    cfg.launcher = args.launcher
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join(
+            'work_dirs', osp.splitext(osp.basename(args.config))[0])
+    if args.allow_partial_load:
+        cfg.allow_partial_load = True
+    return cfg
+
+
+def build_and_run(cfg: Config, mode: str):
+    """Build the config's runner (``runner_type``, as mmpretrain does) and
+    call its ``train()`` or ``test()``; a :class:`~runsafe.RunError` ends
+    the process with one ``error:`` line."""
+    try:
+        runner = RUNNERS.build(cfg) if 'runner_type' in cfg \
+            else Runner.from_cfg(cfg)
+        return getattr(runner, mode)()
+    except RunError as err:
+        raise SystemExit(f'error: {error_line(err)}') from None

@@ -11,7 +11,7 @@ from mmengine.runner import Runner
 
 from runsafe import RunError, error_line
 
-__all__ = ['add_common_args', 'merge_common_args', 'build_and_run']
+__all__ = ['add_common_args', 'merge_common_args', 'run_tool']
 
 
 def add_common_args(parser: argparse.ArgumentParser) -> None:
@@ -50,11 +50,17 @@ def merge_common_args(cfg: Config, args: argparse.Namespace) -> Config:
     return cfg
 
 
-def build_and_run(cfg: Config, mode: str):
-    """Build the config's runner (``runner_type``, as mmpretrain does) and
-    call its ``train()`` or ``test()``; a :class:`~runsafe.RunError` ends
-    the process with one ``error:`` line."""
+def run_tool(args: argparse.Namespace, merge_args, mode: str):
+    """Read ``args.config``, apply the command line with ``merge_args``,
+    build the config's runner (``runner_type``, as mmpretrain's tools do)
+    and call its ``train()`` or ``test()``.
+
+    A :class:`~runsafe.RunError` (bad flags, checkpoint, data or work dir,
+    non-finite loss, full disk) ends the process with one ``error: ...``
+    line and exit status 1, without a traceback.
+    """
     try:
+        cfg = merge_args(Config.fromfile(args.config), args)
         runner = RUNNERS.build(cfg) if 'runner_type' in cfg \
             else Runner.from_cfg(cfg)
         return getattr(runner, mode)()

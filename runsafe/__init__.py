@@ -17,7 +17,8 @@ from .errors import RunError, error_line
 from .hooks import (ExactResumeHook, FiniteLossHook, StrictLoadHook,
                     WorkDirHook)
 from .loading import CheckSegMap, SafeLoadImageFromFile
-from .runner import SafeRunner, has_gpu, newest_loadable_checkpoint
+from .runner import (SafeRunner, fp32_without_gpu, has_gpu,
+                     newest_loadable_checkpoint)
 
 __all__ = [
     'AtomicLocalBackend', 'CheckpointMismatch', 'mismatch_text',
@@ -25,5 +26,5 @@ __all__ = [
     'state_dict_of', 'check_batches', 'check_dataset_paths', 'RunError',
     'error_line', 'ExactResumeHook', 'FiniteLossHook', 'StrictLoadHook',
     'WorkDirHook', 'CheckSegMap', 'SafeLoadImageFromFile', 'SafeRunner',
-    'has_gpu', 'newest_loadable_checkpoint'
+    'has_gpu', 'newest_loadable_checkpoint', 'fp32_without_gpu'
 ]

@@ -6,7 +6,7 @@ import copy
 import datetime
 import itertools
 import os.path as osp
-from typing import Optional
+from typing import List, Optional, Tuple
 
 import torch.distributed as torch_dist
 from mmengine.device import get_device
@@ -19,7 +19,9 @@ from .data_checks import check_batches, check_dataset_paths
 from .errors import RunError
 from .hooks import WorkDirHook
 
-__all__ = ['SafeRunner', 'newest_loadable_checkpoint', 'has_gpu']
+__all__ = [
+    'SafeRunner', 'newest_loadable_checkpoint', 'has_gpu', 'fp32_without_gpu'
+]
 
 # Keys that only AmpOptimWrapper understands; OptimWrapper rejects them.
 _AMP_ONLY_KEYS = ('loss_scale', 'dtype', 'use_fsdp')
@@ -71,6 +73,34 @@ def newest_loadable_checkpoint(work_dir: str, logger) -> Optional[str]:
             '(no --resume, with --overwrite).')
     logger.info(f'resume: no checkpoint in {work_dir}; starting afresh.')
     return None
+
+
+def fp32_without_gpu(optim_wrapper: dict) -> Tuple[dict, List[str]]:
+    """An optim-wrapper config for a machine without a GPU.
+
+    Args:
+        optim_wrapper (dict): ``cfg.optim_wrapper``: one wrapper, or one per
+            sub-model (a multi-optimizer constructor). Not changed.
+
+    Returns:
+        tuple[dict, list[str]]: A copy whose ``AmpOptimWrapper`` entries
+        are ``OptimWrapper`` without the AMP-only keys, and one warning per
+        entry changed.
+    """
+    optim_wrapper = copy.deepcopy(optim_wrapper)
+    subs = [optim_wrapper] if 'type' in optim_wrapper else [
+        v for v in optim_wrapper.values() if isinstance(v, dict)]
+    messages = []
+    for sub in filter(_is_amp, subs):
+        dropped = {k: sub.pop(k) for k in _AMP_ONLY_KEYS if k in sub}
+        sub['type'] = 'OptimWrapper'
+        messages.append(
+            'The config asks for AmpOptimWrapper (mixed precision), which '
+            'mmengine only supports on a GPU, and no GPU is available: '
+            'falling back to OptimWrapper in fp32'
+            f'{f" (dropped {dropped})" if dropped else ""}. Results match '
+            'AMP training up to numerical precision; it is only slower.')
+    return optim_wrapper, messages
 
 
 @RUNNERS.register_module()
@@ -133,23 +163,12 @@ class SafeRunner(Runner):
         return super().wrap_model(model_wrapper_cfg, model)
 
     def build_optim_wrapper(self, optim_wrapper):
-        """mmengine's build; without a GPU, ``AmpOptimWrapper`` configs
-        (one, or one per sub-model) are built as ``OptimWrapper`` in fp32
-        with a warning."""
+        """mmengine's build; without a GPU, ``AmpOptimWrapper`` configs are
+        built as ``OptimWrapper`` in fp32 (:func:`fp32_without_gpu`)."""
         if isinstance(optim_wrapper, dict) and not has_gpu():
-            optim_wrapper = copy.deepcopy(optim_wrapper)
-            subs = [optim_wrapper] if 'type' in optim_wrapper else [
-                v for v in optim_wrapper.values() if isinstance(v, dict)]
-            for sub in filter(_is_amp, subs):
-                dropped = {k: sub.pop(k) for k in _AMP_ONLY_KEYS if k in sub}
-                sub['type'] = 'OptimWrapper'
-                self.logger.warning(
-                    'The config asks for AmpOptimWrapper (mixed precision), '
-                    'which mmengine only supports on a GPU, and no GPU is '
-                    'available: falling back to OptimWrapper in fp32'
-                    f'{f" (dropped {dropped})" if dropped else ""}. Results '
-                    'match AMP training up to numerical precision; it is '
-                    'only slower.')
+            optim_wrapper, messages = fp32_without_gpu(optim_wrapper)
+            for message in messages:
+                self.logger.warning(message)
         return super().build_optim_wrapper(optim_wrapper)
 
     @staticmethod

@@ -6,7 +6,7 @@ import sys
 import pytest
 from mmengine.config import Config
 
-from mmumae.utils import RunError, check_dataset_paths
+from runsafe import RunError, check_dataset_paths
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 PAPER_CFG = osp.join(

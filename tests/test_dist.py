@@ -13,7 +13,8 @@ rank half the images, so N images at batch b make ceil(N / (2 b))
 iterations instead of ceil(N / b); at test time the metric covers the
 images of both ranks.
 
-The set-up functions of :mod:`mmumae.apis` are also checked in-process.
+The runner's CPU set-up (``SafeRunner.setup_env``) is also checked
+in-process.
 """
 import math
 import os
@@ -29,13 +30,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import torch.distributed as torch_dist
 from mmengine.config import Config
 from tool_helpers import (CLASSIFIER_MODEL, REPO, RUNTIME, folder_loader,
                           log_text, write_image_folders)
 
-from mmumae import apis
-from mmumae.utils import RunError, read_checkpoint
+from runsafe import RunError, SafeRunner, has_gpu, read_checkpoint
 
 DIST_TRAIN = REPO / 'tools' / 'dist_train.sh'
 DIST_TEST = REPO / 'tools' / 'dist_test.sh'
@@ -92,7 +91,7 @@ CLASSIFIER = CLASSIFIER_MODEL + """test_dataloader = dict(
     sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(type='CustomDataset', data_root='{data}',
                  pipeline=[
-                     dict(type='LoadImageFromFile'),
+                     dict(type='SafeLoadImageFromFile'),
                      dict(type='Resize', scale=32),
                      dict(type='PackInputs'),
                  ]))
@@ -271,26 +270,22 @@ def test_stalled_rank_ends_the_job_within_the_timeout(tmp_path, data_dir):
 # ----------------------------------------------------------------------------
 
 
-def test_cpu_dist_needs_gloo_in_the_config():
-    cfg = Config(dict(launcher='pytorch',
-                      env_cfg=dict(dist_cfg=dict(backend='nccl'))))
-    if apis.has_amp_device():  # a GPU: mmengine's launcher as it is
-        assert not apis.setup_cpu_dist(cfg)
-        return
-    with pytest.raises(RunError, match='env_cfg.dist_cfg.backend=gloo'):
-        apis.setup_cpu_dist(cfg)
-    cfg = Config(dict(launcher='slurm',
-                      env_cfg=dict(dist_cfg=dict(backend='gloo'))))
-    with pytest.raises(RunError, match='torchrun'):
-        apis.setup_cpu_dist(cfg)
-    assert not apis.setup_cpu_dist(Config(dict(launcher='none')))
+def test_cpu_dist_refuses_launchers_other_than_torchrun(tmp_path):
+    """Without a GPU only torchrun launches (``--launcher pytorch``) can
+    start the gloo group; slurm and mpi are refused in one line."""
+    if has_gpu():
+        pytest.skip('a GPU: mmengine\'s launcher as it is')
+    for launcher in ('slurm', 'mpi'):
+        with pytest.raises(RunError, match='torchrun'):
+            SafeRunner(model=torch.nn.Linear(1, 1), work_dir=str(tmp_path),
+                       launcher=launcher)
 
 
 def test_mmengine_launcher_still_needs_a_gpu(tmp_path):
     """The gap that setup_cpu_dist closes (docs/tools.md): mmengine's
     init_dist calls torch.cuda.set_device whatever the backend. When this
     test fails, mmengine starts gloo on CPU machines itself: drop the
-    pre-initialisation in mmumae/apis/dist.py."""
+    gloo start of SafeRunner.setup_env."""
     env = dict(os.environ, CUDA_VISIBLE_DEVICES='', RANK='0', WORLD_SIZE='1',
                LOCAL_RANK='0', MASTER_ADDR='127.0.0.1',
                MASTER_PORT=str(_free_port()))
@@ -300,32 +295,5 @@ def test_mmengine_launcher_still_needs_a_gpu(tmp_path):
                           capture_output=True, timeout=120)
     assert proc.returncode != 0 and 'started' not in proc.stdout, (
         'mmengine.dist.init_dist now starts gloo without a GPU: remove '
-        'the work-around of mmumae/apis/dist.py')
+        'the gloo start of SafeRunner.setup_env')
     assert 'cuda' in proc.stderr.lower() or 'nvidia' in proc.stderr.lower()
-
-
-def test_setup_cpu_dist_single_rank(monkeypatch):
-    if apis.has_amp_device() or torch_dist.is_initialized():
-        pytest.skip('a GPU, or a process group already running here')
-    for name, value in dict(RANK='0', WORLD_SIZE='1', LOCAL_RANK='0',
-                            MASTER_ADDR='127.0.0.1',
-                            MASTER_PORT=str(_free_port())).items():
-        monkeypatch.setenv(name, value)
-    cfg = Config(dict(launcher='pytorch', find_unused_parameters=True,
-                      env_cfg=dict(dist_cfg=dict(backend='gloo',
-                                                 timeout=30))))
-    try:
-        assert apis.setup_cpu_dist(cfg)
-        assert torch_dist.get_backend() == 'gloo'
-        assert torch_dist.get_world_size() == 1
-        # What mmengine would build, with device_ids=None.
-        assert cfg.model_wrapper_cfg == dict(
-            type='MMDistributedDataParallel', device_ids=None,
-            broadcast_buffers=False, find_unused_parameters=True)
-        # mmengine's Runner would now skip its own init_dist.
-        from mmengine.dist import is_distributed
-        assert is_distributed()
-        assert not apis.setup_cpu_dist(cfg)  # already running
-    finally:
-        apis.teardown_dist()
-    assert not torch_dist.is_initialized()

@@ -1,5 +1,5 @@
-"""mmumae extends mmengine, mmcv, mmpretrain, mmdet and mmseg through their
-public interface only: no class overrides a private (underscore) method or
+"""mmumae, runsafe and mmumae_tools extend mmengine, mmcv, mmpretrain,
+mmdet and mmseg through their public interface only: no class overrides a private (underscore) method or
 attribute of theirs, and no module reads or writes an underscore attribute
 of another object."""
 import importlib
@@ -9,22 +9,28 @@ import re
 from pathlib import Path
 
 import mmumae
+import mmumae_tools
+import runsafe
 
+PACKAGES = (mmumae, runsafe, mmumae_tools)
 LIBRARIES = ('mmengine', 'mmcv', 'mmpretrain', 'mmdet', 'mmseg')
 # Created by Python's abc machinery in every subclass of an ABC.
 PYTHON_MADE = {'_abc_impl'}
-PACKAGE = Path(mmumae.__file__).parent
 # `<name>._attr`, `<call>()._attr`, `<item>]._attr` on anything but the
 # object's own `self` / `cls`.
 FOREIGN_PRIVATE = re.compile(r'(?<![\w.])(?!self\.|cls\.)([\w)\]]+)\._[a-z]')
 
 
 def _classes():
-    for info in pkgutil.walk_packages(mmumae.__path__, 'mmumae.'):
-        module = importlib.import_module(info.name)
-        for _, cls in inspect.getmembers(module, inspect.isclass):
-            if cls.__module__ == module.__name__:
-                yield cls
+    for package in PACKAGES:
+        for info in pkgutil.walk_packages(package.__path__,
+                                          f'{package.__name__}.'):
+            if info.name.endswith('__main__'):
+                continue
+            module = importlib.import_module(info.name)
+            for _, cls in inspect.getmembers(module, inspect.isclass):
+                if cls.__module__ == module.__name__:
+                    yield cls
 
 
 def test_no_private_method_of_a_library_is_overridden():
@@ -54,19 +60,21 @@ def test_the_check_sees_an_override():
 
 def test_no_private_attribute_of_another_object_is_used():
     found = []
-    for path in sorted(PACKAGE.rglob('*.py')):
+    paths = [path for package in PACKAGES
+             for path in sorted(Path(package.__file__).parent.rglob('*.py'))]
+    for path in paths:
         for number, line in enumerate(path.read_text().splitlines(), 1):
             code = line.split('#', 1)[0]
             # Not the libraries': numpy 2 moved `numpy.core` to `numpy._core`,
             # and numpy's pickles name `multiarray._reconstruct`, which the
             # weights-only allow-list must list; `super()._x` calls
-            # mmumae's own base classes (an override of a library's
+            # our own base classes (an override of a library's
             # private method is caught by the MRO test above).
             for allowed in ('np._core', 'multiarray._reconstruct',
                             'super()._'):
                 code = code.replace(allowed, '')
             if FOREIGN_PRIVATE.search(code):
-                found.append(f'{path.relative_to(PACKAGE)}:{number}: '
+                found.append(f'{path}:{number}: '
                              f'{line.strip()}')
     assert not found
     assert FOREIGN_PRIVATE.search('runner._has_loaded = True')

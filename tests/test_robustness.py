@@ -16,12 +16,12 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.optim import OptimWrapper
+from mmengine.registry import RUNNERS
 from mmpretrain.registry import MODELS
 from tool_helpers import (CLASSIFIER_MODEL, MAE_ITERS, REPO, RUNTIME,
                           load_tool, log_text, mae_model, write_image_folders)
 
-from mmumae import apis
-from mmumae.utils import RunError, read_checkpoint
+from runsafe import RunError, read_checkpoint
 
 train_tool = load_tool(REPO / 'tools' / 'train.py', 'mmumae_robust_train')
 test_tool = load_tool(REPO / 'tools' / 'test.py', 'mmumae_robust_test')
@@ -30,7 +30,7 @@ CLASSIFIER_TEST = CLASSIFIER_MODEL + """test_dataloader = dict(
     batch_size=4, num_workers=0,
     sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(type='CustomDataset', data_root='{data}',
-                 pipeline=[dict(type='LoadImageFromFile'),
+                 pipeline=[dict(type='SafeLoadImageFromFile'),
                            dict(type='Resize', scale=32),
                            dict(type='PackInputs')]))
 test_evaluator = dict(type='Accuracy', topk=(1, ))
@@ -321,7 +321,7 @@ def test_earlier_run_is_not_overwritten(tmp_path, data_dir):
 
 def _built_lr(cfg: Config) -> tuple:
     """The lr the optimizer gets as ``Runner.train()`` builds it."""
-    runner = apis.build_runner(cfg)
+    runner = RUNNERS.build(cfg)
     wrapper = runner.build_optim_wrapper(runner.optim_wrapper)
     runner.scale_lr(wrapper, runner.auto_scale_lr)
     assert isinstance(wrapper, OptimWrapper)
@@ -338,7 +338,7 @@ def test_auto_scale_lr_counts_accumulation(tmp_path, demo_data):
             [path, '--work-dir', str(tmp_path / str(len(flag))), *flag])
         cfg = Config.fromfile(path)
         cfg.train_dataloader.dataset.data_root = str(demo_data / 'imagenet')
-        apis.merge_train_args(cfg, args)
+        train_tool.merge_args(cfg, args)
         lrs[bool(flag)], wrapper = _built_lr(cfg)
     base = Config.fromfile(path)
     assert base.optim_wrapper.accumulative_counts == 8
@@ -364,13 +364,17 @@ def test_shipped_configs_use_the_safe_runtime(path):
     hooks = cfg.default_hooks
     assert hooks.checkpoint.type == 'CheckpointHook'
     assert hooks.checkpoint.backend_args == dict(backend='atomic_local')
-    # mmdet/mmseg configs name the hooks with mmpretrain's scope prefix
-    assert [hooks[k].type.split('.')[-1] for k in (
+    assert 'runsafe' in cfg.custom_imports.imports
+    assert [hooks[k].type for k in (
         'work_dir', 'strict_load', 'finite_loss', 'exact_resume')] == [
             'WorkDirHook', 'StrictLoadHook', 'FiniteLossHook',
             'ExactResumeHook']
+    # every image loader of mmpretrain's pipelines names the bad file
     if cfg.default_scope == 'mmpretrain':
-        assert cfg.skip_bad_images is False
+        for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+            if cfg.get(key):
+                assert cfg[key].dataset.pipeline[0].type == \
+                    'SafeLoadImageFromFile'
     # Minutes, not torch's 30-minute default.
     assert 60 <= cfg.env_cfg.dist_cfg.timeout <= 900
 

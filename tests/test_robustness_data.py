@@ -1,4 +1,5 @@
-"""Bad data names itself (issue 9, item 5).
+"""Bad data names itself: unreadable images, empty annotation files and
+folders, label maps that do not fit.
 
 tools/train.py in-process with a real Runner (``SafeRunner``) and a tiny
 stock MAE on a folder of random JPEGs, some of them broken.
@@ -52,11 +53,11 @@ def test_unreadable_image_names_the_file(tmp_path, kind):
     bad.write_bytes(content)
     message = _error(cfg, '--work-dir', tmp_path / 'wd')
     assert f'cannot read image {bad}: {reason}' in message
-    assert 'skip_bad_images=True' in message
+    assert 'pipeline.0.ignore_empty=True' in message
     assert '!buf.empty()' not in message
 
 
-def test_skip_bad_images_skips_in_training(tmp_path):
+def test_ignore_empty_skips_bad_images_in_training(tmp_path):
     cfg, data = _setup(tmp_path)
     bad = []
     for kind, (content, _) in sorted(BROKEN.items()):
@@ -66,7 +67,8 @@ def test_skip_bad_images_skips_in_training(tmp_path):
     # In a dataloader worker, as most runs load their data.
     train_tool.main([
         str(cfg), '--work-dir', str(work_dir), '--cfg-options',
-        'skip_bad_images=True', 'train_dataloader.num_workers=1'
+        'train_dataloader.dataset.pipeline.0.ignore_empty=True',
+        'train_dataloader.num_workers=1'
     ])
     log = log_text(work_dir)
     named = re.findall(r'skipped unreadable image (\S+): ', log)
@@ -82,9 +84,11 @@ def test_bad_image_in_a_worker_is_one_error_line(tmp_path):
     bad.write_bytes(b'')
     message = _error(cfg, '--work-dir', tmp_path / 'wd', '--cfg-options',
                      'train_dataloader.num_workers=1')
-    assert message == (f'error: cannot read image {bad}: 0 bytes (an empty '
-                       'file). Remove or replace it, or set '
-                       'skip_bad_images=True to skip unreadable images.')
+    assert message == (
+        f'error: cannot read image {bad}: 0 bytes (an empty file). Remove '
+        'or replace it, or skip unreadable training images with '
+        'ignore_empty=True on the loader (--cfg-options train_dataloader.'
+        'dataset.pipeline.0.ignore_empty=True).')
 
 
 def test_empty_annotation_file(tmp_path):

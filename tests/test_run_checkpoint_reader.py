@@ -1,4 +1,4 @@
-"""mmumae.utils.read_checkpoint: the one reader of checkpoint files.
+"""runsafe.read_checkpoint: the one reader of checkpoint files.
 
 Every bad file gets ``not a checkpoint file: PATH (reason)``, a missing one
 ``checkpoint not found: PATH``; real checkpoints load.
@@ -9,7 +9,7 @@ import re
 import pytest
 import torch
 
-from mmumae.utils import RunError, read_checkpoint
+from runsafe import RunError, read_checkpoint
 
 
 def _good(path):

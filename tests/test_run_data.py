@@ -13,8 +13,7 @@ from mmengine.config import Config
 from PIL import Image
 from tool_helpers import REPO, load_tool
 
-from mmumae.datasets import prepare_image_loading
-from mmumae.utils import RunError, check_dataset_paths
+from runsafe import RunError, check_dataset_paths
 
 train_tool = load_tool(REPO / 'tools' / 'train.py', 'mmumae_data_train2')
 DET_DEMO = REPO / 'configs' / 'mmdet' / 'mask-rcnn_swin-mini_demo.py'
@@ -77,9 +76,8 @@ def ade_dataset(tmp_path, demo_data):
     shutil.copytree(demo_data / 'ade' / 'ADEChallengeData2016', root)
     cfg = Config.fromfile(SEG_DEMO)
     cfg.train_dataloader.dataset.data_root = str(root)
-    prepare_image_loading(cfg)
     steps = [s['type'] for s in cfg.train_dataloader.dataset.pipeline]
-    assert steps[1:3] == ['LoadAnnotations', 'mmpretrain.CheckSegMap']
+    assert steps[1:3] == ['LoadAnnotations', 'CheckSegMap']
     init_default_scope('mmseg')
     dataset = DATASETS.build(cfg.train_dataloader.dataset)
     dataset[0]  # a good sample passes

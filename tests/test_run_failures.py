@@ -22,7 +22,7 @@ from mmpretrain.registry import MODELS, OPTIM_WRAPPERS
 from tool_helpers import (CLASSIFIER_MODEL, MAE_ITERS, REPO, RUNTIME,
                           load_tool, log_text, mae_model, write_image_folders)
 
-from mmumae.utils import RunError, read_checkpoint
+from runsafe import RunError, read_checkpoint
 
 train_tool = load_tool(REPO / 'tools' / 'train.py', 'mmumae_run_train')
 test_tool = load_tool(REPO / 'tools' / 'test.py', 'mmumae_run_test')
@@ -46,7 +46,7 @@ _LOADER = """dict(
     batch_size={batch}, num_workers=0, persistent_workers=False,
     sampler=dict(type='DefaultSampler', shuffle={shuffle}),
     dataset=dict(type='CustomDataset', data_root='{data}',
-                 pipeline=[dict(type='LoadImageFromFile'),
+                 pipeline=[dict(type='SafeLoadImageFromFile'),
                            dict(type='Resize', scale=32),
                            dict(type='PackInputs')]))"""
 # The 2-class ViT, trained 1 epoch at a time and validated each epoch,
@@ -494,7 +494,7 @@ def test_load_from_resizes_pos_embed_like_init_cfg(tmp_path, data_dir):
 def test_resume_picks_epoch_10_after_epoch_9(tmp_path, data_dir):
     from mmengine.logging import MMLogger
 
-    from mmumae.engine import newest_loadable_checkpoint
+    from runsafe import newest_loadable_checkpoint
     state = dict(state_dict=dict(w=torch.ones(1)))
     for n in (8, 9, 10):
         torch.save(state, tmp_path / f'epoch_{n}.pth')
@@ -558,7 +558,8 @@ def test_data_checks_look_inside_wrapped_datasets(tmp_path, data_dir, wrap):
     assert f"train_dataloader: '{missing}' does not exist" in message
 
 
-def test_skip_bad_images_never_skips_in_test(tmp_path, data_dir):
+def test_skipping_in_training_never_skips_in_test(tmp_path, data_dir):
+    """ignore_empty on the training loader leaves the test loader strict."""
     (tmp_path / 'data').mkdir()
     data = write_image_folders(tmp_path / 'data', {'a': 3}, (40, 48))
     bad = data / 'a' / 'zero.jpg'
@@ -567,7 +568,8 @@ def test_skip_bad_images_never_skips_in_test(tmp_path, data_dir):
     ckpt = tmp_path / 'model.pth'
     torch.save(dict(meta=dict(), state_dict=_model_state(cfg)), ckpt)
     message = _error(test_tool, cfg, ckpt, '--work-dir', tmp_path / 't',
-                     '--cfg-options', 'skip_bad_images=True')
+                     '--cfg-options',
+                     'train_dataloader.dataset.pipeline.0.ignore_empty=True')
     assert f'cannot read image {bad}: 0 bytes' in message
 
 

@@ -1,6 +1,7 @@
-"""The weights-only allow-list of :mod:`mmumae.compat` on the real stack:
+"""The weights-only allow-list of :mod:`runsafe.safe_globals` on the real
+stack:
 mmengine checkpoints resume through it, arbitrary globals stay refused, and
-importing mmumae leaves torch's global allow-list alone."""
+importing runsafe leaves torch's global allow-list alone."""
 import io
 import os
 import pickle
@@ -16,7 +17,7 @@ from mmengine.logging import HistoryBuffer
 from mmengine.model import BaseModel
 from mmengine.runner import Runner
 
-from mmumae import compat
+from runsafe import safe_globals as compat
 
 
 # numpy 2 warns on every torch -> numpy conversion inside pycocotools and

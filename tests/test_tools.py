@@ -23,7 +23,7 @@ from mmengine.config import Config
 from tool_helpers import (CLASSIFIER_MODEL, MAE_ITERS, REPO, RUNTIME,
                           load_tool, log_text, mae_model, write_image_folders)
 
-from mmumae import apis
+from runsafe import fp32_without_gpu
 
 TRAIN = REPO / 'tools' / 'train.py'
 TEST = REPO / 'tools' / 'test.py'
@@ -47,7 +47,7 @@ default_hooks = dict(logger=dict(type='LoggerHook', interval=1))
 """
 
 CLASSIFIER = CLASSIFIER_MODEL + """_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='SafeLoadImageFromFile'),
     dict(type='Resize', scale=32),
     dict(type='PackInputs'),
 ]
@@ -232,18 +232,18 @@ def _mae_cfg(tmp_path: Path, data_dir: Path, template: str) -> Path:
 def test_default_work_dir_is_named_after_the_config(tmp_path, data_dir):
     path = str(_mae_cfg(tmp_path, data_dir, MAE_ITERS))
     cfg = Config.fromfile(path)
-    apis.merge_train_args(cfg, _train_args(path))
+    train_tool.merge_args(cfg, _train_args(path))
     assert cfg.work_dir == osp.join('work_dirs', 'mae_tiny')
     assert cfg.launcher == 'none'
 
     # A work_dir written in the config wins over the default ...
     cfg = Config.fromfile(path)
     cfg.work_dir = 'from_config'
-    apis.merge_train_args(cfg, _train_args(path))
+    train_tool.merge_args(cfg, _train_args(path))
     assert cfg.work_dir == 'from_config'
     # ... and --work-dir over both, also over --cfg-options.
     cfg = Config.fromfile(path)
-    apis.merge_train_args(
+    train_tool.merge_args(
         cfg,
         _train_args(path, '--work-dir', 'cli', '--cfg-options',
                     'work_dir=opt'))
@@ -253,15 +253,15 @@ def test_default_work_dir_is_named_after_the_config(tmp_path, data_dir):
 def test_resume_flag_forms(tmp_path, data_dir):
     path = str(_mae_cfg(tmp_path, data_dir, MAE_ITERS))
     cfg = Config.fromfile(path)
-    apis.merge_train_args(cfg, _train_args(path))
+    train_tool.merge_args(cfg, _train_args(path))
     assert cfg.resume is False and cfg.load_from is None
 
     cfg = Config.fromfile(path)
-    apis.merge_train_args(cfg, _train_args(path, '--resume'))
+    train_tool.merge_args(cfg, _train_args(path, '--resume'))
     assert cfg.resume is True and cfg.load_from is None  # latest in work_dir
 
     cfg = Config.fromfile(path)
-    apis.merge_train_args(cfg, _train_args(path, '--resume', 'x/iter_2.pth'))
+    train_tool.merge_args(cfg, _train_args(path, '--resume', 'x/iter_2.pth'))
     assert cfg.resume is True and cfg.load_from == 'x/iter_2.pth'
 
 
@@ -273,7 +273,7 @@ def test_auto_scale_lr_no_validate_and_local_rank(tmp_path, data_dir):
     cfg.val_cfg = dict()
     args = _train_args(path, '--auto-scale-lr', '--no-validate',
                        '--local_rank', '0')
-    apis.merge_train_args(cfg, args)
+    train_tool.merge_args(cfg, args)
     assert cfg.auto_scale_lr == dict(base_batch_size=4096, enable=True)
     assert cfg.val_dataloader is None and cfg.val_evaluator is None
     assert cfg.val_cfg is None
@@ -282,68 +282,68 @@ def test_auto_scale_lr_no_validate_and_local_rank(tmp_path, data_dir):
     # A config without a reference batch size cannot be scaled.
     cfg = Config.fromfile(str(_mae_cfg(tmp_path, data_dir, MAE_ITERS)))
     with pytest.raises(ValueError, match='base_batch_size'):
-        apis.merge_train_args(cfg, _train_args(path, '--auto-scale-lr'))
+        train_tool.merge_args(cfg, _train_args(path, '--auto-scale-lr'))
 
 
-def test_dataloader_defaults_stay_valid_with_zero_workers(tmp_path, data_dir):
+def test_flags_are_the_only_changes_to_the_config(tmp_path, data_dir):
+    """Without flags the tool leaves the config as written (besides
+    launcher and work dir); --no-pin-memory / --no-persistent-workers set
+    exactly those loader keys."""
     path = str(_write(tmp_path / 'amp.py', MAE_PAPER_SCHEDULE, data_dir))
+    written = Config.fromfile(path).to_dict()
+    cfg = train_tool.merge_args(Config.fromfile(path), _train_args(path))
+    merged = cfg.to_dict()
+    assert {k for k in merged if merged[k] != written.get(k)} == {
+        'launcher', 'work_dir'}
+    cfg = train_tool.merge_args(
+        Config.fromfile(path),
+        _train_args(path, '--no-pin-memory', '--no-persistent-workers'))
+    loader = dict(cfg.train_dataloader)
+    assert loader.pop('pin_memory') is False
+    assert loader.pop('persistent_workers') is False
+    expected = dict(written['train_dataloader'])
+    expected.pop('pin_memory', None)
+    expected.pop('persistent_workers', None)
+    assert loader == expected
+
+
+def test_amp_flag_asks_for_the_amp_wrapper(tmp_path, data_dir):
+    path = str(_mae_cfg(tmp_path, data_dir, MAE_ITERS))
     cfg = Config.fromfile(path)
-    cfg.train_dataloader.persistent_workers = True
-    apis.merge_train_args(cfg, _train_args(path))
-    loader = cfg.train_dataloader
-    # torch refuses persistent_workers=True with num_workers=0
-    assert loader.num_workers == 0 and loader.persistent_workers is False
-    assert loader.pin_memory is HAS_GPU
-    assert loader.collate_fn == dict(type='default_collate')  # mmpretrain's
+    cfg.optim_wrapper = dict(type='OptimWrapper',
+                             optimizer=dict(type='SGD', lr=1.))
+    train_tool.merge_args(cfg, _train_args(path, '--amp'))
+    assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
+    assert cfg.optim_wrapper.loss_scale == 'dynamic'
 
 
-@pytest.mark.parametrize('scope', ['mmdet', 'mmseg'])
-def test_dense_task_loaders_keep_pseudo_collate(tmp_path, data_dir, scope):
-    """mmdet/mmseg data samples need mmengine's default (pseudo_collate):
-    the tools add mmpretrain's default_collate in mmpretrain's scope only."""
-    path = str(_write(tmp_path / 'amp.py', MAE_PAPER_SCHEDULE, data_dir))
-    cfg = Config.fromfile(path)
-    cfg.default_scope = scope
-    cfg.train_dataloader.pop('collate_fn', None)
-    apis.merge_train_args(cfg, _train_args(path))
-    assert 'collate_fn' not in cfg.train_dataloader
-
-
-@pytest.mark.skipif(HAS_GPU, reason='checks the CPU fall-back')
-def test_amp_resolution_on_cpu():
-    cfg = Config(
-        dict(optim_wrapper=dict(
-            type='AmpOptimWrapper', loss_scale='dynamic', dtype='float16',
-            optimizer=dict(type='AdamW', lr=1.0), clip_grad=None)))
-    messages = apis.resolve_amp(cfg)
-    assert cfg.optim_wrapper == dict(
-        type='OptimWrapper', optimizer=dict(type='AdamW', lr=1.0),
-        clip_grad=None)
+def test_fp32_fallback_without_gpu():
+    """The runner's fp32 fall-back edits a copy: each AmpOptimWrapper entry
+    (one, or one per sub-model) becomes OptimWrapper without AMP keys."""
+    amp = dict(type='AmpOptimWrapper', loss_scale='dynamic', dtype='float16',
+               optimizer=dict(type='AdamW', lr=1.0), clip_grad=None)
+    built, messages = fp32_without_gpu(amp)
+    assert built == dict(type='OptimWrapper',
+                         optimizer=dict(type='AdamW', lr=1.0), clip_grad=None)
+    assert amp['type'] == 'AmpOptimWrapper'  # the config is not edited
     assert len(messages) == 1 and FALLBACK_WARNING in messages[0]
 
-    # --amp on a plain config: nothing to switch, but say it is ignored.
-    cfg = Config(dict(optim_wrapper=dict(optimizer=dict(type='SGD', lr=1.))))
-    messages = apis.resolve_amp(cfg, enable_amp=True)
-    assert 'type' not in cfg.optim_wrapper
-    assert len(messages) == 1 and '--amp' in messages[0]
-
     # One wrapper per sub-model (a multi-optimizer constructor).
-    cfg = Config(
-        dict(optim_wrapper=dict(
-            constructor='MyConstructor',
-            generator=dict(type='AmpOptimWrapper', loss_scale=512.,
-                           optimizer=dict(type='Adam', lr=1.)),
-            discriminator=dict(type='OptimWrapper',
-                               optimizer=dict(type='Adam', lr=1.)))))
-    messages = apis.resolve_amp(cfg)
-    assert cfg.optim_wrapper.generator.type == 'OptimWrapper'
-    assert 'loss_scale' not in cfg.optim_wrapper.generator
-    assert cfg.optim_wrapper.constructor == 'MyConstructor'
+    multi = dict(
+        constructor='MyConstructor',
+        generator=dict(type='AmpOptimWrapper', loss_scale=512.,
+                       optimizer=dict(type='Adam', lr=1.)),
+        discriminator=dict(type='OptimWrapper',
+                           optimizer=dict(type='Adam', lr=1.)))
+    built, messages = fp32_without_gpu(multi)
+    assert built['generator']['type'] == 'OptimWrapper'
+    assert 'loss_scale' not in built['generator']
+    assert built['constructor'] == 'MyConstructor'
     assert len(messages) == 1
 
     # A config without AMP is left alone and nothing is logged.
-    cfg = Config(dict(optim_wrapper=dict(type='OptimWrapper')))
-    assert apis.resolve_amp(cfg) == []
+    assert fp32_without_gpu(dict(type='OptimWrapper')) == (
+        dict(type='OptimWrapper'), [])
 
 
 @pytest.mark.skipif(HAS_GPU, reason='checks the CPU-only refusal')
@@ -351,18 +351,18 @@ def test_test_tool_arguments(tmp_path, data_dir):
     path = str(_write(tmp_path / 'cls_tiny.py', CLASSIFIER, data_dir))
     cfg = Config.fromfile(path)
     args = test_tool.parse_args([path, 'w.pth', '--out', 'r.pkl'])
-    apis.merge_test_args(cfg, args)
+    test_tool.merge_args(cfg, args)
     assert cfg.load_from == 'w.pth' and cfg.resume is False
     assert cfg.work_dir == osp.join('work_dirs', 'cls_tiny')
     assert [m['type'] for m in cfg.test_evaluator] == [
         'Accuracy', 'DumpResults'
     ]
     with pytest.raises(ValueError, match='.pkl'):
-        apis.merge_test_args(
+        test_tool.merge_args(
             Config.fromfile(path),
             test_tool.parse_args([path, 'w.pth', '--out', 'r.json']))
     # A pre-training config has nothing to test on.
     mae = str(_mae_cfg(tmp_path, data_dir, MAE_ITERS))
     with pytest.raises(ValueError, match='test_dataloader'):
-        apis.merge_test_args(
+        test_tool.merge_args(
             Config.fromfile(mae), test_tool.parse_args([mae, 'w.pth']))

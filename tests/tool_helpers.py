@@ -37,7 +37,7 @@ FOLDER_LOADER = """train_dataloader = dict(
     collate_fn=dict(type='default_collate'),
     dataset=dict(
         type='CustomDataset', data_root='{data}', with_label=False,
-        pipeline=[dict(type='LoadImageFromFile'), {steps}]))
+        pipeline=[dict(type='SafeLoadImageFromFile'), {steps}]))
 """
 
 # MAE with a one-layer 32-dim ViT on 32-px crops (stock mmpretrain classes);

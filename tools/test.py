@@ -1,4 +1,4 @@
-"""Evaluate a checkpoint on a config's test set with mmengine's Runner.
+"""Evaluate a checkpoint on a config's test set, as mmpretrain's test.py.
 
 ::
 
@@ -9,40 +9,52 @@
 The metrics of ``test_evaluator`` are logged and written to the work
 directory; ``--out`` also pickles every prediction (mmengine's
 ``DumpResults``). A checkpoint that does not fit the model, or a file that
-is not a checkpoint, stops the test with the reason. ``--launcher`` also
-works without a GPU (with ``env_cfg.dist_cfg.backend=gloo``). The logic
-lives in :mod:`mmumae.apis`.
+is not a checkpoint, stops the test with one ``error: ...`` line.
 """
 import argparse
-import os.path as osp
-import sys
 from typing import Optional, Sequence
 
-# This checkout's package first, installed or not; importing it registers
-# mmumae's modules and applies the compatibility fixes.
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+from mmengine.config import Config
 
-from mmumae.apis import (add_common_args, merge_test_args,  # noqa: E402
-                         parse_tool_args, run_tool)
+from runsafe import RunError
+
+from mmumae_tools.cli import add_common_args, merge_common_args, run_tool
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     """Parse the command line (``argv`` defaults to ``sys.argv[1:]``)."""
-    parser = argparse.ArgumentParser(
-        description='Test a checkpoint with mmumae\'s strict mmengine '
-        'Runner.')
-    parser.add_argument('config', help='path of the config file')
+    parser = argparse.ArgumentParser(description='Test a checkpoint.')
     parser.add_argument('checkpoint', help='checkpoint file to evaluate')
     parser.add_argument(
-        '--out',
-        help='also dump every prediction to this pickle file (.pkl or '
-        '.pickle)')
+        '--out', help='also dump every prediction to this pickle file')
     add_common_args(parser)
-    return parse_tool_args(parser, argv)
+    return parser.parse_args(argv)
+
+
+def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
+    """Apply the command line to ``cfg``; only the flags change it."""
+    merge_common_args(cfg, args)
+    cfg.load_from, cfg.resume = args.checkpoint, False
+    if cfg.get('test_dataloader') is None or \
+            cfg.get('test_evaluator') is None:
+        raise RunError(
+            f'{args.config} defines no test_dataloader/'
+            'test_evaluator; pre-training configs have no test set: '
+            'evaluate a fine-tuning config, or add them with --cfg-options.')
+    if args.out is not None:
+        if not args.out.endswith(('.pkl', '.pickle')):
+            raise RunError(f'--out must end with .pkl or .pickle, got '
+                           f'{args.out!r}')
+        metrics = cfg.test_evaluator
+        metrics = list(metrics) if isinstance(metrics, (list, tuple)) \
+            else [metrics]
+        cfg.test_evaluator = metrics + [
+            dict(type='DumpResults', out_file_path=args.out)]
+    return cfg
 
 
 def main(argv: Optional[Sequence[str]] = None) -> dict:
-    return run_tool(parse_args(argv), merge_test_args, 'test')
+    return run_tool(parse_args(argv), merge_args, 'test')
 
 
 if __name__ == '__main__':

@@ -2,8 +2,8 @@
 # AdamW, betas (0.9, 0.95), weight decay 0.05 with no decay on norms, biases,
 # tokens and position embeddings; base lr 1.5e-4 per 256 images at the
 # reference total batch of 4096 (8 GPUs x 512); 10 warm-up epochs, then
-# cosine to zero at epoch 200. Mixed precision (falls back to fp32 on a CPU
-# with tools/train.py).
+# cosine to zero at epoch 200. Mixed precision (SafeRunner falls back to
+# fp32 on a machine without a GPU).
 optim_wrapper = dict(
     type='AmpOptimWrapper',
     loss_scale='dynamic',

@@ -1,7 +1,7 @@
 """mmumae, runsafe and mmumae_tools extend mmengine, mmcv, mmpretrain,
-mmdet and mmseg through their public interface only: no class overrides a private (underscore) method or
-attribute of theirs, and no module reads or writes an underscore attribute
-of another object."""
+mmdet and mmseg through their public interface only: no class overrides a
+private (underscore) method or attribute of theirs, and no module reads or
+writes an underscore attribute of another object."""
 import importlib
 import inspect
 import pkgutil

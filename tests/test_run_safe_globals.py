@@ -1,7 +1,6 @@
 """The weights-only allow-list of :mod:`runsafe.safe_globals` on the real
-stack:
-mmengine checkpoints resume through it, arbitrary globals stay refused, and
-importing runsafe leaves torch's global allow-list alone."""
+stack: mmengine checkpoints resume through it, arbitrary globals stay
+refused, and importing runsafe leaves torch's global allow-list alone."""
 import io
 import os
 import pickle

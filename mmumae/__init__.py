@@ -1,11 +1,12 @@
 """mmumae: UM-MAE pre-training for pyramid vision transformers.
 
-Importing this package registers every mmumae module in mmpretrain's
-registries (backbones also in mmdet's and mmseg's), the ``atomic_local``
-file backend, and :func:`mmumae.utils.read_checkpoint` as mmengine's reader
-of local checkpoint files. It changes no other global state.
+Importing this package registers mmumae's models, mask transforms, the
+reconstruction-figure hook and the layer-decay optimizer constructor in
+mmpretrain's registries. It changes no other global state of mmengine,
+torch or numpy, and imports nothing of the run-safety add-on
+(:mod:`runsafe`), which configs opt into on their own.
 """
-from . import datasets, engine, models, utils, visualization  # noqa: F401
+from . import datasets, engine, models, visualization  # noqa: F401
 from .version import __version__
 
 __all__ = ['__version__']

@@ -25,8 +25,6 @@ PORT=${PORT:-29500}
 MASTER_ADDR=${MASTER_ADDR:-127.0.0.1}
 TOOLS_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
-# The repository root on PYTHONPATH lets `import mmumae` work from a checkout.
-PYTHONPATH="$TOOLS_DIR/..${PYTHONPATH:+:$PYTHONPATH}" \
 exec "${PYTHON:-python}" -m torch.distributed.run \
   --nnodes="$NNODES" \
   --node_rank="$NODE_RANK" \

@@ -23,7 +23,6 @@ SRUN_ARGS=${SRUN_ARGS:-}
 TOOLS_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 # shellcheck disable=SC2086
-PYTHONPATH="$TOOLS_DIR/..${PYTHONPATH:+:$PYTHONPATH}" \
 srun -p "$PARTITION" \
   --job-name="$JOB_NAME" \
   --gres="gpu:$GPUS_PER_NODE" \

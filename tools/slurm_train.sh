@@ -24,7 +24,6 @@ TOOLS_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 # SRUN_ARGS is split on spaces on purpose (several srun options).
 # shellcheck disable=SC2086
-PYTHONPATH="$TOOLS_DIR/..${PYTHONPATH:+:$PYTHONPATH}" \
 srun -p "$PARTITION" \
   --job-name="$JOB_NAME" \
   --gres="gpu:$GPUS_PER_NODE" \

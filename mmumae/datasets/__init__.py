@@ -1,6 +1,2 @@
-"""Data: image loading that names bad files, and the UM-MAE mask
-transforms."""
-from .loading import CheckSegMap, SafeLoadImageFromFile, prepare_image_loading
+"""Data: the UM-MAE mask transforms."""
 from .transforms import *  # noqa: F401,F403
-
-__all__ = ['CheckSegMap', 'SafeLoadImageFromFile', 'prepare_image_loading']

@@ -1,6 +1,4 @@
-"""Training-loop extensions: hooks, optimizers, the runner and the atomic
-checkpoint file backend."""
-from .atomic_backend import AtomicLocalBackend  # noqa: F401
+"""Training-loop extensions of the method: the reconstruction-figure hook
+and the layer-decay optimizer constructor."""
 from .hooks import *  # noqa: F401,F403
 from .optimizers import *  # noqa: F401,F403
-from .runner import SafeRunner, newest_loadable_checkpoint  # noqa: F401

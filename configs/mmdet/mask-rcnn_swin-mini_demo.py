@@ -1,18 +1,14 @@
-# Demo: Mask R-CNN on the bundled demo COCO set (data/demo/coco: 48 train,
-# 16 val images of 256x320 or 320x256, 3 classes) with the small Swin of
+# Demo: Mask R-CNN on the bundled demo COCO set (data/demo/coco: 48 train, 16
+# val images of 256x320 or 320x256, 3 classes) with the small Swin of
 # configs/ummae/ummae_swin-mini_demo.py, on a CPU (37 s on 2 idle cores,
-# docs/transfer.md; several times that on shared cores): native
-# size, flip, 6 epochs of 12 iterations at batch 4, narrow heads, COCO bbox
-# and segm mAP on the val split at the end. Starts from the newest demo
-# pre-training checkpoint (latest.pth, linked by tools/run_demo.sh);
-# tools/run_transfer_demo.py passes the fine-tuned one, or random init
-# (`model.backbone.init_cfg=None`).
-_base_ = [
-    '../_base_/models/mask-rcnn_swin-tiny_fpn.py',
-    '../_base_/datasets/coco_instance.py',
-    '../_base_/schedules/det_adamw_1x.py',
-    '../_base_/default_runtime_det.py',
-]
+# docs/transfer.md): native size, flip, 6 epochs of 12 iterations at batch 4,
+# narrow heads, COCO bbox and segm mAP on the val split at the end. Starts from
+# the newest demo pre-training checkpoint (latest.pth, linked by
+# tools/run_demo.sh); tools/run_transfer_demo.py passes the fine-tuned one, or
+# random init (`model.backbone.init_cfg=None`). Everything else is the Swin-T
+# 1x config (mmdet's Mask R-CNN, COCO pipelines and metric, AdamW with the
+# weight-decay exemptions, the runtime).
+_base_ = ['./mask-rcnn_swin-tiny-w16_ummae-pre_fpn_8xb2-1x_coco.py']
 data_root = 'data/demo/coco/'
 classes = ('person', 'cat', 'cup')
 checkpoint = 'work_dirs/ummae_swin-mini_demo/latest.pth'
@@ -26,8 +22,7 @@ model = dict(
             depths=[1, 1, 2, 1],
             num_heads=[1, 2, 4, 8]),
         window_size=8,
-        init_cfg=dict(
-            type='Pretrained', checkpoint=checkpoint, prefix='backbone.')),
+        init_cfg=dict(checkpoint=checkpoint)),
     neck=dict(in_channels=[32, 64, 128, 256], out_channels=c),
     rpn_head=dict(in_channels=c, feat_channels=c),
     roi_head=dict(

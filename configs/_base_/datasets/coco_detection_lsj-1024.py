@@ -1,7 +1,10 @@
-# COCO detection (boxes only) with large-scale jitter at 1024 px, the UM-MAE
-# reference's detection recipe: resize to 1024 x [0.1, 2.0] keeping the
-# aspect ratio, a 1024x1024 crop, flip. Test: longer side 1024.
-_base_ = ['./coco_instance.py']
+# mmdet's COCO detection (boxes only, bbox mAP) with large-scale jitter at
+# 1024 px, the UM-MAE reference's detection recipe: resize to 1024 x
+# [0.1, 2.0] keeping the aspect ratio, a 1024x1024 crop, flip (the training
+# pipeline of mmdet's common/lsj-100e_coco-detection.py, without its
+# RepeatDataset); test: longer side 1024. Images are not grouped by aspect
+# ratio (all crops are square). Training collate as coco_instance.py.
+_base_ = ['mmdet::_base_/datasets/coco_detection.py']
 image_size = (1024, 1024)
 train_pipeline = [
     dict(type='LoadImageFromFile', backend_args={{_base_.backend_args}}),
@@ -31,8 +34,8 @@ test_pipeline = [
                    'scale_factor')),
 ]
 train_dataloader = dict(
-    batch_sampler=None, dataset=dict(pipeline=train_pipeline))
+    batch_sampler=None,
+    collate_fn=dict(type='pseudo_collate'),
+    dataset=dict(pipeline=train_pipeline))
 val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
-val_evaluator = dict(metric='bbox')
-test_evaluator = val_evaluator

@@ -1,6 +1,8 @@
 # COCO instance segmentation with the multi-scale + random-crop training
-# augmentation of mmdet's Swin "3x" configs (shorter side 480-800, or
-# 400-600 then a 384-600 crop then 480-800); test as coco_instance.py.
+# augmentation of mmdet's swin/mask-rcnn_swin-t-p4-w7_fpn_ms-crop-3x_coco.py
+# (shorter side 480-800, or 400-600 then a 384-600 crop then 480-800),
+# which mmdet states in that config rather than in a dataset base; test as
+# coco_instance.py.
 _base_ = ['./coco_instance.py']
 _ms_scales = [(480, 1333), (512, 1333), (544, 1333), (576, 1333),
               (608, 1333), (640, 1333), (672, 1333), (704, 1333),

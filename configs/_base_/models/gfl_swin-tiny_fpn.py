@@ -1,9 +1,14 @@
 # GFL on a UM-MAE Swin-T (window 16, drop path 0.1), the UM-MAE reference's
-# detection model. The FPN starts at stage 2 with extra convs on its
-# outputs (P3-P7), i.e. `start_level=1, add_extra_convs='on_output'` of a
-# four-input FPN; the backbone outputs stages 2-4 only, so that no
-# parameter (the unused stage-1 output norm) is left without a gradient,
-# which DistributedDataParallel would reject.
+# detection model. Head, losses, assigner and test settings are those of
+# mmdet's gfl/gfl_r50_fpn_1x_coco.py. mmdet has no GFL model among its
+# `_base_/models`, and that file also carries mmdet's dataset, SGD schedule
+# and runtime, which would clash with ours as sibling bases (mmengine
+# refuses a key defined by two bases): so the model is stated here. The
+# FPN starts at stage 2 with extra convs on its outputs (P3-P7), i.e.
+# `start_level=1, add_extra_convs='on_output'` of a four-input FPN; the
+# backbone outputs stages 2-4 only, so that no parameter (the unused stage-1
+# output norm) is left without a gradient, which DistributedDataParallel
+# would reject.
 model = dict(
     type='GFL',
     data_preprocessor=dict(

@@ -1,7 +1,10 @@
-# Mask R-CNN + FPN on a UM-MAE PVT-S (dense mode: sr ratios 8-4-2-1, the
-# stage-1 position embedding learnable and resized from its 256-px
-# pre-training grid, drop path 0.1). Heads as the Swin-T base.
-_base_ = ['./mask-rcnn_swin-tiny_fpn.py']
+# mmdet's Mask R-CNN + FPN (heads, 80 COCO classes, training and test
+# settings as shipped) on the four stage outputs of a UM-MAE PVT-S in its
+# dense mode (sr ratios 8-4-2-1, the stage-1 position embedding learnable
+# and resized from its 256-px pre-training grid, drop path 0.1). Only the
+# backbone and the FPN's input widths differ. The top-level config sets
+# `backbone.init_cfg` to the checkpoint it starts from.
+_base_ = ['mmdet::_base_/models/mask-rcnn_r50_fpn.py']
 model = dict(
     backbone=dict(
         _delete_=True,

@@ -24,10 +24,10 @@ from mmumae_tools.cli import add_common_args, merge_common_args, run_tool
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     """Parse the command line (``argv`` defaults to ``sys.argv[1:]``)."""
     parser = argparse.ArgumentParser(description='Test a checkpoint.')
+    add_common_args(parser)
     parser.add_argument('checkpoint', help='checkpoint file to evaluate')
     parser.add_argument(
         '--out', help='also dump every prediction to this pickle file')
-    add_common_args(parser)
     return parser.parse_args(argv)
 
 

@@ -1,4 +1,4 @@
-"""Crash-safe checkpoints and strict, clear-failing loading (issue 9).
+"""Crash-safe checkpoints and strict, clear-failing loading.
 
 Each test runs tools/train.py or tools/test.py with a real mmengine Runner
 (``SafeRunner`` through the shared runtime) on a tiny stock mmpretrain model
@@ -227,7 +227,8 @@ def test_resume_after_changing_the_model_stops(tmp_path, data_dir):
 
 
 def test_resuming_another_configs_run_names_it(tmp_path, demo_data):
-    """A PVT config resumed in a Swin config's work dir (item 7)."""
+    """A PVT config resumed in a Swin config's work dir is refused, naming
+    the other model."""
     overrides = [
         'train_cfg.max_epochs=1', 'train_dataloader.batch_size=2',
         'train_dataloader.dataset.indices=2', 'custom_hooks=[]'

@@ -1,4 +1,4 @@
-"""Downstream data errors name the file and the fix (issue 17, item 8).
+"""Downstream data errors name the file and the fix.
 
 The shipped mmdet / mmseg demo configs on a copy of the demo data
 (``make data``), with one file broken the way users break them.

@@ -1,4 +1,5 @@
-"""The observed failures of issue 17, each reproduced on a real run.
+"""Run failures users meet, each reproduced on a real run: kills during
+saves, locks, NaN stops and rollbacks, exact resume, full disks, bad data.
 
 tools/train.py and tools/test.py with a real mmengine Runner (``SafeRunner``
 and the hooks of the shared runtime) on a tiny stock mmpretrain MAE or ViT

@@ -1,9 +1,11 @@
-"""The ELPV converter on the real ``elpv-dataset`` package, and the study
-runner on a tiny grid of real runs (mmengine's Runner, a few iterations)."""
+"""The ELPV converter on the real ``elpv-dataset`` package, the study
+runner on a tiny grid of real runs (mmengine's Runner, a few iterations),
+and the study worker training a config as ``tools/train.py`` does."""
 import csv
 import json
 import os
 import os.path as osp
+import re
 import shutil
 import signal
 import subprocess
@@ -12,16 +14,21 @@ import time
 from collections import Counter
 
 import pytest
+from mmengine.config import Config
+from tool_helpers import REPO, load_tool
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, osp.join(ROOT, 'tools', 'dataset_converters'))
-sys.path.insert(0, osp.join(ROOT, 'tools', 'analysis_tools', 'study'))
-
-import prepare_elpv  # noqa: E402
+from mmumae_tools import elpv as prepare_elpv
+from mmumae_tools.study import worker
+from mmumae_tools.study.plan import load_study, plan_runs
 
 pytest.importorskip('elpv_dataset', reason='needs requirements/study.txt')
+ROOT = str(REPO)
 RUNNER = osp.join(ROOT, 'tools', 'analysis_tools', 'run_study.py')
 STUDY_DIR = osp.join(ROOT, 'configs', 'studies', 'elpv')
+DEMO = osp.join(ROOT, 'configs', 'ummae', 'ummae_swin-mini_demo.py')
+elpv_tool = load_tool(REPO / 'tools' / 'dataset_converters' /
+                      'prepare_elpv.py', 'mmumae_prepare_elpv')
+train_tool = load_tool(REPO / 'tools' / 'train.py', 'mmumae_study_train')
 
 
 @pytest.fixture(scope='module')
@@ -103,7 +110,7 @@ def test_prepare_elpv_four_classes(tmp_path):
 
 def test_prepare_elpv_names_missing_package(monkeypatch, capsys, tmp_path):
     monkeypatch.setitem(sys.modules, 'elpv_dataset', None)
-    assert prepare_elpv.main(['--out', str(tmp_path / 'x')]) == 1
+    assert elpv_tool.main(['--out', str(tmp_path / 'x')]) == 1
     err = capsys.readouterr().err
     assert err.startswith('error: ')
     assert 'elpv-dataset' in err and 'requirements/study.txt' in err
@@ -224,7 +231,6 @@ def test_runner_killed_run_continues(elpv, tmp_path):
     log = (run_dir / 'run.log').read_text()
     assert log.count(' start\n') == 2
     # mmengine resumed mid-run (not from epoch 0)
-    import re
     assert re.search(r'resumed epoch: [1-5], iter: [1-9]', log), log[-2000:]
 
 
@@ -233,7 +239,6 @@ def test_runner_killed_run_continues(elpv, tmp_path):
 def test_shipped_studies_plan(elpv, name):
     """Every shipped study loads, names configs that exist, and plans its
     runs; fine-tuning of the seeds after the lr selection waits for it."""
-    from plan import load_study, plan_runs
     cfg = load_study(osp.join(STUDY_DIR, name), data_root=elpv[0])
     for path in list(cfg.pretrain.values()) + [cfg.finetune]:
         assert osp.isfile(osp.join(ROOT, path)), path
@@ -255,12 +260,10 @@ def test_frozen_model_normalises_like_the_runner(elpv):
     mmengine's Runner gives it to fine-tuning (unnormalised 0-255 inputs
     saturate a pre-trained backbone into constant features)."""
     import torch
-    from mmengine.config import Config
     from mmengine.runner import Runner
-    from worker import build_model
     cfg = Config.fromfile(osp.join(STUDY_DIR,
                                    'swin-mini_elpv-128px_finetune.py'))
-    model = build_model(cfg)
+    model = worker.build_model(cfg)
     pre = model.data_preprocessor
     assert torch.allclose(pre.mean.flatten(),
                           torch.tensor(cfg.data_preprocessor.mean))
@@ -283,7 +286,8 @@ def test_runner_refuses_bad_study(tmp_path):
 
 
 def test_worker_does_not_rerun_a_run_another_process_finished(tmp_path):
-    import worker  # tools/analysis_tools/study
+    """A run whose result another study process wrote is not run again
+    (the worker waits on the run's lock, then finds the result)."""
     result = {'kind': 'pretrain', 'name': 'pre_x_s0', 'wall_s': 1.0}
     (tmp_path / 'result.json').write_text(json.dumps(result))
     spec = tmp_path / 'run.json'
@@ -293,3 +297,42 @@ def test_worker_does_not_rerun_a_run_another_process_finished(tmp_path):
     assert worker.main(str(spec)) == 0
     assert json.loads((tmp_path / 'result.json').read_text()) == result
     assert (tmp_path / 'study.lock').is_file()
+
+
+def _dumped(path) -> Config:
+    """A config as mmengine dumps it and reads it back."""
+    return Config.fromfile(str(path))
+
+
+def test_worker_trains_the_config_as_tools_train_does(demo_data, tmp_path):
+    """The worker trains a config as written, built as tools/train.py
+    builds it: the config mmengine dumps into the work dir has the
+    pipelines, loader settings, default_hooks and custom_hooks that
+    tools/train.py gives the same config; only the study's overrides
+    (data root, seed, epochs, work dir) differ."""
+    data = tmp_path / 'data'
+    (data / 'meta').mkdir(parents=True)
+    (data / 'train').symlink_to(demo_data / 'imagenet' / 'train')
+    lines = (demo_data / 'imagenet' / 'meta' / 'train.txt').read_text()
+    (data / 'meta' / 'train.txt').write_text(
+        ''.join(lines.splitlines(True)[::20]))  # 16 images: one batch
+    work_dir = tmp_path / 'run'
+    runner = worker.train_config(DEMO, str(work_dir), data_root=str(data),
+                                 seed=3, epochs=1)
+    assert type(runner).__name__ == 'SafeRunner'
+    assert (work_dir / 'epoch_1.pth').is_file()
+    got = _dumped(work_dir / osp.basename(DEMO))
+    want = train_tool.merge_args(Config.fromfile(DEMO),
+                                 train_tool.parse_args([DEMO]))
+    want.dump(str(tmp_path / 'want.py'))
+    want = _dumped(tmp_path / 'want.py')
+    for key in ('default_hooks', 'custom_hooks', 'custom_imports',
+                'runner_type', 'model', 'optim_wrapper', 'val_cfg'):
+        assert got.get(key) == want.get(key), key
+    assert got.train_dataloader.dataset.data_root == str(data)
+    got.train_dataloader.dataset.data_root = \
+        want.train_dataloader.dataset.data_root
+    assert got.train_dataloader == want.train_dataloader
+    assert got.train_cfg == dict(want.train_cfg, max_epochs=1)
+    assert got.randomness == dict(want.randomness, seed=3)
+    assert got.work_dir == str(work_dir)

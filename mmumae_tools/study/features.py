@@ -97,19 +97,18 @@ def evaluate_frozen(feats: Dict[str, Tuple[torch.Tensor, torch.Tensor]],
         s = scores(knn_predict(xtr, ytr, x, num_classes), y, num_classes)
         result.update({f'knn_{split}_{k}': v for k, v in s.items()})
     mean, std = xtr.mean(0), xtr.std(0).clamp_min(1e-6)
-    norm = [(x - mean) / std for x in (xtr, xva, xte)]
+    ntr, nva, nte = ((x - mean) / std for x in (xtr, xva, xte))
     best = None
     for wd in PROBE_WEIGHT_DECAYS:
         with torch.enable_grad():
-            linear = fit_linear(norm[0], ytr, num_classes, wd)
+            linear = fit_linear(ntr, ytr, num_classes, wd)
         with torch.no_grad():
-            val = scores(linear(norm[1]), yva, num_classes)
+            val = scores(linear(nva), yva, num_classes)
         if best is None or val['acc'] > best[0]['acc']:
             best = (val, wd, linear)
     val, wd, linear = best
     with torch.no_grad():
-        test = scores(linear(norm[2]), yte, num_classes)
-    result.update({f'linear_val_{k}': v for k, v in val.items()})
-    result.update({f'linear_test_{k}': v for k, v in test.items()})
-    result['linear_weight_decay'] = wd
-    return result
+        test = scores(linear(nte), yte, num_classes)
+    for split, s in (('val', val), ('test', test)):
+        result.update({f'linear_{split}_{k}': v for k, v in s.items()})
+    return dict(result, linear_weight_decay=wd)

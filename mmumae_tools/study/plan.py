@@ -1,0 +1,231 @@
+"""Turn a study config into the list of runs to do, in dependency order.
+
+A study config is an mmengine config file (``configs/studies/elpv/*.py``)
+with these keys:
+
+``data_root``
+    An ImageNet-layout folder: ``train/``, ``val/`` and ``test/``, each with
+    one sub-folder per class. ``--data-root`` overrides it.
+``work_dir``
+    Where the results go (default ``work_dirs/studies/<study file name>``).
+``runs_dir``
+    Where the runs go, one folder each (default ``<work_dir>/runs``).
+    Studies that name the same ``runs_dir`` share the runs whose settings
+    are equal (the quick study is the main one's first seed).
+``pretrain``
+    ``{name: config file}`` of the pre-training methods.
+``finetune``
+    The classification config every arm fine-tunes (and whose backbone gives
+    the frozen features).
+``seeds``, ``pretrain_epochs``, ``finetune_epochs``, ``lr_grid``,
+``lr_select_seeds``
+    Defaults of every arm. The fine-tuning lr of an arm is the one in
+    ``lr_grid`` with the best mean validation accuracy over
+    ``lr_select_seeds`` (ties: the smaller lr); the other seeds run that lr
+    only.
+``arms``
+    A list of dicts: ``name``; ``pretrain`` (a key of ``pretrain``, or
+    ``None`` for random init); optional ``pretrain_epochs``,
+    ``pretrain_options`` and ``finetune_options`` (mmengine
+    ``--cfg-options`` style dicts), ``label_fraction`` (share of the
+    training labels used in fine-tuning, stratified per class),
+    ``finetune_epochs``, ``lr_grid``, ``seeds``, ``evaluations``,
+    ``lr_from`` (fine-tune with the lr chosen for another arm, e.g. in
+    ablations), ``group`` (the table the arm is reported in).
+``evaluations``
+    Any of ``'finetune'``, ``'knn'``, ``'linear'`` (the last two on frozen
+    features of the pre-trained, or randomly initialised, backbone).
+"""
+import hashlib
+import json
+import os.path as osp
+from typing import Any, Dict, List, Optional
+
+from mmengine.config import Config
+
+EVALUATIONS = ('finetune', 'knn', 'linear')
+ARM_KEYS = {
+    'name', 'pretrain', 'pretrain_epochs', 'pretrain_options',
+    'finetune_options', 'label_fraction', 'finetune_epochs', 'lr_grid',
+    'seeds', 'evaluations', 'lr_select_seeds', 'group', 'lr_from'
+}
+DEFAULTS = dict(pretrain={}, pretrain_epochs=50, finetune_epochs=15,
+                lr_grid=[1e-3], evaluations=list(EVALUATIONS))
+
+
+class StudyError(ValueError):
+    """A problem with a study config, explained in one line."""
+
+
+class Run(dict):
+    """One unit of work: ``kind`` (pretrain / frozen / finetune), ``name``
+    (its folder), ``config``, ``seed`` and what the worker needs."""
+
+    @property
+    def name(self) -> str:
+        """The run's folder name in ``runs_dir``."""
+        return self['name']
+
+
+def _slug(options: Optional[dict]) -> str:
+    """A short, stable name for a set of config options: the last part of
+    each key and its value (``_sm_ratio0.5``), or a hash when that is long
+    or not a plain name."""
+    if not options:
+        return ''
+    if all(isinstance(v, (int, float, str, bool)) for v in options.values()):
+        text = '-'.join(f'{k.split(".")[-1]}{_num(options[k])}'
+                        for k in sorted(options))
+        if len(text) <= 40 and all(c.isalnum() or c in '._-' for c in text):
+            return '_' + text
+    text = json.dumps(options, sort_keys=True, default=str)
+    return '_' + hashlib.sha1(text.encode()).hexdigest()[:8]
+
+
+def _num(value: Any) -> str:
+    return f'{value:g}' if isinstance(value, float) else f'{value}'
+
+
+def load_study(path: str, data_root: Optional[str] = None,
+               work_dir: Optional[str] = None,
+               seeds: Optional[List[int]] = None) -> Config:
+    """Read and check a study config; fill in the defaults.
+
+    Raises:
+        StudyError: A missing file, key or data split, or a bad arm.
+    """
+    if not osp.isfile(path):
+        raise StudyError(f'study config not found: {path}')
+    cfg = Config.fromfile(path)
+    cfg.study_name = osp.splitext(osp.basename(path))[0]
+    for key, value in (('data_root', data_root), ('work_dir', work_dir),
+                       ('seeds', seeds and list(seeds))):
+        if value:
+            cfg[key] = value
+    cfg.setdefault('work_dir', osp.join('work_dirs', 'studies',
+                                        cfg.study_name))
+    cfg.setdefault('runs_dir', osp.join(cfg.work_dir, 'runs'))
+    for key in ('data_root', 'finetune', 'arms'):
+        if key not in cfg:
+            raise StudyError(f'{path}: the study config has no {key!r}')
+    cfg.setdefault('seeds', [0])
+    cfg.setdefault('lr_select_seeds', cfg.seeds[:1])
+    for key, value in DEFAULTS.items():
+        cfg.setdefault(key, value)
+    for part in ('train', 'val', 'test'):
+        if not osp.isdir(osp.join(cfg.data_root, part)):
+            hint = cfg.get('data_hint', 'give --data-root an ImageNet-'
+                           'layout folder with train/, val/ and test/')
+            raise StudyError(f'{osp.join(cfg.data_root, part)} is missing: '
+                             f'{hint}')
+    names = [a.get('name') for a in cfg.arms]
+    for arm in cfg.arms:
+        _check_arm(cfg, arm, names, path)
+    return cfg
+
+
+def _check_arm(cfg: Config, arm: dict, names: List[str], path: str) -> None:
+    """Raise a :class:`StudyError` for an arm the study cannot run."""
+    name, unknown = arm.get('name'), set(arm) - ARM_KEYS
+    pre, src = arm.get('pretrain'), arm.get('lr_from')
+    bad = set(arm.get('evaluations', cfg.evaluations)) - set(EVALUATIONS)
+    frac = arm.get('label_fraction', 1.0)
+    checks = [
+        (unknown, f'arm {name!r} has unknown keys {sorted(unknown)}; known: '
+         f'{sorted(ARM_KEYS)}'),
+        (name is None, 'every arm needs a name'),
+        (names.count(name) > 1, f'two arms are called {name!r}'),
+        (pre is not None and pre not in cfg.pretrain,
+         f'arm {name!r} pre-trains with {pre!r}, which is not one of '
+         f'pretrain={sorted(cfg.pretrain)}'),
+        (bad, f'unknown evaluations {sorted(bad)}; choose from '
+         f'{list(EVALUATIONS)}'),
+        (src is not None and src not in names,
+         f'arm {name!r} takes its lr from {src!r}, which is not an arm'),
+        (not 0.0 < frac <= 1.0,
+         f'arm {name!r}: label_fraction must be in (0, 1], got {frac}'),
+    ]
+    problem = next((text for failed, text in checks if failed), None)
+    if problem:
+        raise StudyError(f'{path}: {problem}')
+
+
+def arm_setting(cfg: Config, arm: dict, key: str) -> Any:
+    """The arm's own ``key``, else the study's."""
+    return arm.get(key, cfg.get(key))
+
+
+def pretrain_run(cfg: Config, arm: dict, seed: int) -> Optional[Run]:
+    """The arm's pre-training run (None for random init)."""
+    pre = arm.get('pretrain')
+    if pre is None:
+        return None
+    epochs = arm_setting(cfg, arm, 'pretrain_epochs')
+    options = arm.get('pretrain_options') or {}
+    return Run(kind='pretrain', name=f'pre_{pre}_e{epochs}{_slug(options)}'
+               f'_s{seed}', method=pre, config=cfg.pretrain[pre], seed=seed,
+               epochs=epochs, options=options, data_root=cfg.data_root)
+
+
+def _start(pre: Optional[Run]) -> str:
+    return pre['name'][len('pre_'):].rsplit('_s', 1)[0] if pre else 'scratch'
+
+
+def frozen_run(cfg: Config, arm: dict, seed: int,
+               pre: Optional[Run]) -> Run:
+    """kNN and linear probe on the frozen backbone of ``pre``."""
+    return Run(kind='frozen', name=f'frozen_{_start(pre)}_s{seed}',
+               config=cfg.finetune, seed=seed, pretrain=pre and pre.name,
+               data_root=cfg.data_root)
+
+
+def finetune_run(cfg: Config, arm: dict, seed: int, pre: Optional[Run],
+                 lr: float) -> Run:
+    """Fine-tuning from ``pre`` (None: random init) at ``lr``."""
+    epochs = arm_setting(cfg, arm, 'finetune_epochs')
+    frac = arm.get('label_fraction', 1.0)
+    options = arm.get('finetune_options') or {}
+    labels = '' if frac == 1.0 else f'_labels{frac:g}'
+    return Run(kind='finetune', name=f'ft_{_start(pre)}{_slug(options)}'
+               f'{labels}_e{epochs}_lr{lr:g}_s{seed}', config=cfg.finetune,
+               seed=seed, pretrain=pre and pre.name, lr=lr, epochs=epochs,
+               label_fraction=frac, options=options, data_root=cfg.data_root)
+
+
+def plan_runs(cfg: Config, chosen_lr: Dict[str, float]) -> List[Run]:
+    """Every run of the study, seed by seed (the first seed's table is
+    complete before the second seed starts). ``chosen_lr`` maps an arm to
+    its selected lr once the selection runs are done; until then the other
+    seeds' fine-tuning runs are left out."""
+    runs: Dict[str, Run] = {}
+    seed_order = list(dict.fromkeys(
+        s for arm in cfg.arms for s in arm.get('seeds', cfg.seeds)))
+    for seed in seed_order:
+        for arm in cfg.arms:
+            if seed not in arm.get('seeds', cfg.seeds):
+                continue
+            pre = pretrain_run(cfg, arm, seed)
+            evals = arm.get('evaluations', cfg.evaluations)
+            todo = [pre]
+            if 'knn' in evals or 'linear' in evals:
+                todo.append(frozen_run(cfg, arm, seed, pre))
+            if 'finetune' in evals:
+                todo += [finetune_run(cfg, arm, seed, pre, lr)
+                         for lr in lrs_to_run(cfg, arm, seed, chosen_lr)]
+            runs.update((r.name, r) for r in todo
+                        if r is not None and r.name not in runs)
+    return list(runs.values())
+
+
+def lrs_to_run(cfg: Config, arm: dict, seed: int,
+               chosen_lr: Dict[str, float]) -> List[float]:
+    """The fine-tuning lrs of ``arm`` at ``seed``: the grid on selection
+    seeds, else the chosen lr once known (none before)."""
+    if arm.get('lr_from'):
+        lr = chosen_lr.get(arm['lr_from'])
+        return [] if lr is None else [lr]
+    grid = list(arm_setting(cfg, arm, 'lr_grid'))
+    if len(grid) == 1 or seed in arm.get('lr_select_seeds',
+                                         cfg.lr_select_seeds):
+        return grid
+    return [chosen_lr[arm['name']]] if arm['name'] in chosen_lr else []

@@ -1,0 +1,245 @@
+"""Tables and a plot from the finished runs of a study: ``results.csv``
+(one row per arm and seed), ``results.md`` (mean ± std over seeds, the lr
+selection, the runs and their wall times) and ``results.png`` (fine-tuned
+test accuracy against pre-training wall time, a point per arm and seed)."""
+import csv
+import json
+import os
+import os.path as osp
+import statistics
+from typing import Dict, List, Optional
+
+from mmengine.config import Config
+
+from .plan import (arm_setting, finetune_run, frozen_run, lrs_to_run,
+                   pretrain_run)
+
+COLUMNS = [
+    'arm', 'seed', 'pretrain', 'pretrain_wall_s', 'lr', 'val_acc',
+    'test_acc', 'test_bal_acc', 'test_f1', 'knn_test_acc',
+    'knn_test_bal_acc', 'knn_test_f1', 'linear_test_acc',
+    'linear_test_bal_acc', 'linear_test_f1', 'finetune_wall_s'
+]
+EVAL_TABLES = [('Fine-tuned', ''), ('kNN on frozen features', 'knn_'),
+               ('Linear probe on frozen features', 'linear_')]
+
+
+def read_result(runs_dir: str, name: str) -> Optional[dict]:
+    """The ``result.json`` of a finished run, else None."""
+    path = osp.join(runs_dir, name, 'result.json')
+    if not osp.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def selection_accs(cfg: Config, arm: dict,
+                   runs_dir: str) -> Dict[float, List[Optional[float]]]:
+    """lr -> validation accuracy on each of the arm's selection seeds (None
+    for a run not finished yet), smallest lr first. Read from ``runs_dir``:
+    another call of the runner (other ``--seeds``, same ``runs_dir``) may
+    have done the selection runs."""
+    seeds = arm.get('lr_select_seeds', cfg.lr_select_seeds)
+    return {lr: [(read_result(runs_dir, finetune_run(
+        cfg, arm, s, pretrain_run(cfg, arm, s), lr).name) or {}).get(
+            'val_acc') for s in seeds]
+            for lr in sorted(arm_setting(cfg, arm, 'lr_grid'))}
+
+
+def choose_lr(cfg: Config, arm: dict, runs_dir: str) -> Optional[float]:
+    """The lr of ``lr_grid`` with the best mean validation accuracy over the
+    arm's selection seeds, once all of those runs are finished (ties: the
+    smaller lr)."""
+    if arm.get('lr_from'):
+        src = next(a for a in cfg.arms if a['name'] == arm['lr_from'])
+        return choose_lr(cfg, src, runs_dir)
+    grid = arm_setting(cfg, arm, 'lr_grid')
+    if len(grid) == 1:
+        return grid[0]
+    accs = selection_accs(cfg, arm, runs_dir)
+    if any(None in values for values in accs.values()):
+        return None
+    return max(accs, key=lambda lr: (statistics.mean(accs[lr]), -lr))
+
+
+def collect(cfg: Config, runs_dir: str,
+            chosen: Dict[str, float]) -> List[dict]:
+    """One row (:data:`COLUMNS`) per arm and seed."""
+    rows = []
+    for arm in cfg.arms:
+        evals = arm.get('evaluations', cfg.evaluations)
+        for seed in arm.get('seeds', cfg.seeds):
+            pre = pretrain_run(cfg, arm, seed)
+            row = dict(arm=arm['name'], seed=seed,
+                       pretrain=pre.name if pre else 'none',
+                       pretrain_wall_s=0.0)
+            if pre is not None:
+                res = read_result(runs_dir, pre.name)
+                row['pretrain_wall_s'] = res and res['wall_s']
+            if 'knn' in evals or 'linear' in evals:
+                res = read_result(runs_dir,
+                                  frozen_run(cfg, arm, seed, pre).name) or {}
+                row.update((k, res[k]) for k in COLUMNS
+                           if k.startswith(('knn_', 'linear_')) and k in res)
+            lr = chosen.get(arm['name'])
+            res = None
+            if 'finetune' in evals and lr is not None \
+                    and lr in lrs_to_run(cfg, arm, seed, chosen):
+                res = read_result(
+                    runs_dir, finetune_run(cfg, arm, seed, pre, lr).name)
+            if res is not None:
+                row.update({k: res.get(k) for k in (
+                    'val_acc', 'test_acc', 'test_bal_acc', 'test_f1')},
+                    lr=lr, finetune_wall_s=res['wall_s'])
+            rows.append(row)
+    return rows
+
+
+def mean_std(values: List[Optional[float]]) -> str:
+    """``'m ± s'`` of the values that are not None (``'—'`` for none)."""
+    values = [v for v in values if v is not None]
+    if len(values) < 2:
+        return f'{values[0]:.2f}' if values else '—'
+    return (f'{statistics.mean(values):.2f} ± '
+            f'{statistics.stdev(values):.2f}')
+
+
+def majority(data_root: str) -> Optional[float]:
+    """Accuracy (%) of always answering the test split's largest class."""
+    test = osp.join(data_root, 'test')
+    if not osp.isdir(test):
+        return None
+    counts = [len(os.listdir(osp.join(test, d))) for d in os.listdir(test)
+              if osp.isdir(osp.join(test, d))]
+    return 100.0 * max(counts) / sum(counts) if counts else None
+
+
+def write_csv(rows: List[dict], path: str) -> None:
+    """The rows as CSV, floats with four decimals."""
+    with open(path, 'w', newline='') as f:
+        w = csv.DictWriter(f, COLUMNS, extrasaction='ignore')
+        w.writeheader()
+        w.writerows({k: '' if row.get(k) is None else
+                     f'{row[k]:.4f}' if isinstance(row[k], float) else row[k]
+                     for k in COLUMNS} for row in rows)
+
+
+def _fmt_lr(lr: Optional[float]) -> str:
+    return '—' if lr is None else f'{lr:g}'
+
+
+def _eval_tables(cfg: Config, rows: List[dict]) -> List[str]:
+    """Per arm group and evaluation: n, accuracy, balanced accuracy,
+    macro-F1 and pre-training minutes, mean ± std over seeds."""
+    groups: Dict[str, List[str]] = {}
+    for arm in cfg.arms:
+        groups.setdefault(arm.get('group', 'main'), []).append(arm['name'])
+    lines = []
+    for group, arms in groups.items():
+        for title, prefix in EVAL_TABLES:
+            acc, bal, f1 = (f'{prefix}test_{k}' for k in ('acc', 'bal_acc',
+                                                          'f1'))
+            done = {a: [r for r in rows if r['arm'] == a
+                        and r.get(acc) is not None] for a in arms}
+            if not any(done.values()):
+                continue
+            lines += [f'## {group}: {title} (test split)', '',
+                      '| arm | n | accuracy | balanced acc. | macro-F1 | '
+                      'pre-training wall (min) |',
+                      '|---|---|---|---|---|---|']
+            for a, rs in done.items():
+                if rs:
+                    wall = [r['pretrain_wall_s'] / 60 for r in rs
+                            if r.get('pretrain_wall_s') is not None]
+                    cells = [mean_std([r[k] for r in rs])
+                             for k in (acc, bal, f1)] + [mean_std(wall)]
+                    lines.append(f'| {a} | {len(rs)} | '
+                                 + ' | '.join(cells) + ' |')
+            lines.append('')
+    return lines
+
+
+def markdown(cfg: Config, rows: List[dict], chosen: Dict[str, float],
+             run_names: List[str], header: str = '') -> str:
+    """``results.md``: the evaluation tables, the lr selection and the
+    runs with their wall times."""
+    maj = majority(cfg.data_root)
+    lines = [f'# Study {cfg.study_name}', ''] + ([header, ''] if header
+                                                 else [])
+    lines += [f'Data: `{cfg.data_root}`; test-split majority class: '
+              + (f'{maj:.2f}%' if maj is not None else '—') + '. '
+              'Mean ± sample std over the seeds that finished (n).', '']
+    lines += _eval_tables(cfg, rows)
+    lines += ['## Fine-tuning lr chosen on the validation split', '',
+              '| arm | lr grid | val acc. per lr (selection seeds) | chosen |',
+              '|---|---|---|---|']
+    for arm in cfg.arms:
+        name, src = arm['name'], arm.get('lr_from')
+        if 'finetune' not in arm.get('evaluations', cfg.evaluations):
+            continue
+        if src:
+            lines.append(f'| {name} | that of {src} | | '
+                         f'{_fmt_lr(chosen.get(name))} |')
+            continue
+        accs = selection_accs(cfg, arm, cfg.runs_dir)
+        cells = '; '.join(f'{lr:g}: ' + '/'.join(
+            '…' if a is None else f'{a:.2f}' for a in values)
+            for lr, values in accs.items())
+        lines.append(f'| {name} | {", ".join(f"{x:g}" for x in accs)} | '
+                     f'{cells} | {_fmt_lr(chosen.get(name))} |')
+    lines += ['', '## Runs', '', '| run | wall (s) | resumed |',
+              '|---|---|---|']
+    total = 0.0
+    for name in run_names:
+        res = read_result(cfg.runs_dir, name)
+        if res is None:
+            lines.append(f'| {name} | not run yet | |')
+            continue
+        total += res['wall_s']
+        lines.append(f'| {name} | {res["wall_s"]:.0f} | '
+                     f'{"yes" if res.get("resumed") else ""} |')
+    lines += ['', f'Total wall time of the finished runs: {total / 60:.1f} '
+              'min (training and evaluation; process start-up excluded).',
+              '']
+    return '\n'.join(lines)
+
+
+def plot(rows: List[dict], path: str) -> bool:
+    """Fine-tuned test accuracy against pre-training minutes, a colour per
+    arm; False when matplotlib is missing."""
+    try:
+        import matplotlib
+        matplotlib.use('Agg')
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    arms = list(dict.fromkeys(row['arm'] for row in rows))
+    for i, arm in enumerate(arms):
+        pts = [(r['pretrain_wall_s'] / 60, r['test_acc']) for r in rows
+               if r['arm'] == arm and r.get('test_acc') is not None
+               and r.get('pretrain_wall_s') is not None]
+        if pts:
+            ax.scatter(*zip(*pts), label=arm, color=f'C{i % 10}', s=30)
+    ax.set_xlabel('pre-training wall time (min)')
+    ax.set_ylabel('fine-tuned test accuracy (%)')
+    ax.grid(alpha=0.3)
+    if ax.collections:
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return True
+
+
+def write_report(cfg: Config, chosen: Dict[str, float],
+                 run_names: List[str], header: str = '') -> List[dict]:
+    """Write results.csv, results.md and results.png to ``cfg.work_dir``
+    from the runs in ``cfg.runs_dir``; returns the rows."""
+    rows = collect(cfg, cfg.runs_dir, chosen)
+    os.makedirs(cfg.work_dir, exist_ok=True)
+    write_csv(rows, osp.join(cfg.work_dir, 'results.csv'))
+    with open(osp.join(cfg.work_dir, 'results.md'), 'w') as f:
+        f.write(markdown(cfg, rows, chosen, run_names, header))
+    plot(rows, osp.join(cfg.work_dir, 'results.png'))
+    return rows

@@ -1,0 +1,188 @@
+"""The study loop: each planned run through
+:mod:`~mmumae_tools.study.worker` in its own process and work dir, an ETA
+from the runs done so far, and the report after every run."""
+import argparse
+import json
+import os
+import os.path as osp
+import platform
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from typing import Dict, List, Tuple
+
+from mmengine.config import Config
+
+from .plan import Run, StudyError, load_study, plan_runs
+from .report import choose_lr, read_result, write_report
+
+
+def fmt_time(seconds: float) -> str:
+    """``'1h02m'`` or ``'3m05s'``."""
+    h, rest = divmod(int(round(seconds)), 3600)
+    m, s = divmod(rest, 60)
+    return f'{h}h{m:02d}m' if h else f'{m}m{s:02d}s'
+
+
+class Eta:
+    """Seconds per unit of work (an epoch, a label-fraction-weighted
+    fine-tuning epoch, a frozen evaluation) of each kind and config, from
+    the finished runs."""
+
+    def __init__(self) -> None:
+        self.per_unit: Dict[str, List[float]] = defaultdict(list)
+
+    @staticmethod
+    def key(run: Run) -> str:
+        """Runs that cost about the same per unit share a key."""
+        return f'{run["kind"]}:{run["config"]}'
+
+    @staticmethod
+    def units(run: Run) -> float:
+        """The run's units of work."""
+        if run['kind'] == 'frozen':
+            return 1.0
+        return float(run['epochs']) * run.get('label_fraction', 1.0)
+
+    def add(self, run: Run, seconds: float) -> None:
+        """Learn from a finished run."""
+        self.per_unit[self.key(run)].append(seconds / self.units(run))
+
+    def text(self, runs: List[Run]) -> str:
+        """The time the ``runs`` will take, as far as it is known."""
+        known, unknown = 0.0, 0
+        for run in runs:
+            rates = self.per_unit.get(self.key(run))
+            if rates:
+                known += sum(rates) / len(rates) * self.units(run)
+            else:
+                unknown += 1
+        if not unknown:
+            return fmt_time(known)
+        if known:
+            return f'{fmt_time(known)} + {unknown} run(s) not yet timed'
+        return 'after the first run of each kind'
+
+
+def start_run(cfg: Config, run: Run) -> subprocess.Popen:
+    """Write the run's ``run.json`` and start its worker process, its
+    output appended to ``run.log``."""
+    work_dir = osp.abspath(osp.join(cfg.runs_dir, run.name))
+    os.makedirs(work_dir, exist_ok=True)
+    payload = dict(run, work_dir=work_dir)
+    if run.get('pretrain'):
+        pre = read_result(cfg.runs_dir, run['pretrain'])
+        payload['pretrain_checkpoint'] = pre['checkpoint']
+    spec = osp.join(work_dir, 'run.json')
+    with open(spec, 'w') as f:
+        json.dump(payload, f, indent=1)
+    log = open(osp.join(work_dir, 'run.log'), 'a')
+    log.write(f'\n==== {time.strftime("%Y-%m-%d %H:%M:%S")} start\n')
+    log.flush()
+    return subprocess.Popen(
+        [sys.executable, '-m', 'mmumae_tools.study.worker', spec],
+        stdout=log, stderr=subprocess.STDOUT)
+
+
+def log_tail(cfg: Config, run: Run, lines: int = 15) -> str:
+    """The last lines of the run's ``run.log``."""
+    try:
+        with open(osp.join(cfg.runs_dir, run.name, 'run.log')) as f:
+            return ''.join(f.readlines()[-lines:])
+    except OSError:
+        return ''
+
+
+def summary_line(res: dict) -> str:
+    """The headline numbers of a run's result."""
+    keys = [('test_acc', 'test acc'), ('val_acc', 'val acc'),
+            ('knn_test_acc', 'kNN test acc'),
+            ('linear_test_acc', 'linear test acc'),
+            ('final_loss', 'loss')]
+    return ', '.join(f'{label} {res[k]:.4g}' for k, label in keys
+                     if res.get(k) is not None)
+
+
+def plan(cfg: Config) -> Tuple[Dict[str, float], List[Run]]:
+    """The lrs chosen so far and the runs they plan."""
+    chosen = {arm['name']: lr for arm in cfg.arms
+              if (lr := choose_lr(cfg, arm, cfg.runs_dir)) is not None}
+    return chosen, plan_runs(cfg, chosen)
+
+
+def header(cfg: Config, args: argparse.Namespace) -> str:
+    """The command and machine line of ``results.md``."""
+    command = ' '.join(['python tools/analysis_tools/run_study.py',
+                        args.study] + (['--data-root', args.data_root]
+                                       if args.data_root else [])
+                       + (['--seeds', *map(str, args.seeds)]
+                          if args.seeds else []))
+    return (f'Command: `{command}`. Machine: {platform.machine()}, '
+            f'{os.cpu_count()} CPUs, Python {platform.python_version()}. '
+            f'Seeds: {", ".join(map(str, cfg.seeds))}.')
+
+
+def report(cfg: Config, args: argparse.Namespace) -> None:
+    """(Re)write results.md, results.csv and results.png."""
+    chosen, runs = plan(cfg)
+    write_report(cfg, chosen, [r.name for r in runs], header(cfg, args))
+
+
+def run_study(args: argparse.Namespace) -> int:
+    """Run (or, with ``args.dry_run`` / ``args.report_only``, list or
+    report) the study ``args.study``; the exit status."""
+    try:
+        cfg = load_study(args.study, args.data_root, args.work_dir,
+                         args.seeds)
+    except StudyError as err:
+        print(f'error: {err}', file=sys.stderr)
+        return 1
+    cfg.data_root = osp.abspath(cfg.data_root)
+    os.makedirs(cfg.runs_dir, exist_ok=True)
+    eta, failed, t0 = Eta(), set(), time.time()
+    while True:
+        _, runs = plan(cfg)
+        done = {r.name: read_result(cfg.runs_dir, r.name) for r in runs}
+        pending = [r for r in runs if r.name not in failed
+                   and done[r.name] is None]
+        for r in runs:
+            if done[r.name] is not None and Eta.key(r) not in eta.per_unit:
+                eta.add(r, done[r.name]['wall_s'])
+        if args.dry_run:
+            for r in runs:
+                print(f'{"done" if done[r.name] else "to do":6s} {r.name}')
+            print(f'{len(runs) - len(pending)} of {len(runs)} planned runs '
+                  'done (other seeds\' fine-tuning is planned once its lr '
+                  'is chosen)')
+            return 0
+        if args.report_only or not pending:
+            break
+        run = pending[0]
+        if run.get('pretrain') and done.get(run['pretrain']) is None:
+            failed.add(run.name)  # its pre-training failed
+            continue
+        print(f'[study {time.strftime("%H:%M:%S")}] run '
+              f'{len(runs) - len(pending) + 1}/{len(runs)}: {run.name} '
+              f'({run["kind"]}); ETA {eta.text(pending)}', flush=True)
+        start = time.time()
+        rc = start_run(cfg, run).wait()
+        res = read_result(cfg.runs_dir, run.name)
+        if rc != 0 or res is None:
+            print(f'[study] {run.name} failed (exit {rc}); last lines of '
+                  f'{osp.join(cfg.runs_dir, run.name, "run.log")}:\n'
+                  f'{log_tail(cfg, run)}', file=sys.stderr, flush=True)
+            failed.add(run.name)
+            if not args.keep_going:
+                report(cfg, args)
+                return 1
+            continue
+        eta.add(run, res['wall_s'])
+        print(f'[study] {run.name} done in {fmt_time(time.time() - start)}'
+              f': {summary_line(res)}', flush=True)
+        report(cfg, args)
+    report(cfg, args)
+    print(f'[study] results: {osp.join(cfg.work_dir, "results.md")} '
+          f'(+ results.csv, results.png); this call took '
+          f'{fmt_time(time.time() - t0)}')
+    return 1 if failed else 0

@@ -1,4 +1,5 @@
-"""Checkpoint converters (tools/model_converters).
+"""Checkpoint converters (mmumae_tools.converters and their scripts in
+tools/model_converters).
 
 mmumae -> backbone-only: a freshly built tiny UMMAE / classifier saved in
 mmengine's format, converted, and loaded back through the backbones'
@@ -22,16 +23,17 @@ import torch
 from mmengine.config import Config
 from mmengine.runner.checkpoint import save_checkpoint
 from mmpretrain.registry import MODELS
-from tool_helpers import load_tool
+from tool_helpers import REPO, load_tool
 
-import mmumae  # noqa: F401
 from mmumae.models.utils.pos_embed import sincos_2d_colfirst
+from mmumae_tools.converters import ConversionError
+from mmumae_tools.converters import backbone as to_backbone
+from mmumae_tools.converters import official
 
-REPO = Path(__file__).resolve().parents[1]
 TOOLS = REPO / 'tools' / 'model_converters'
-to_backbone = load_tool(TOOLS / 'ummae_to_backbone.py', 'ummae_to_backbone')
-official = load_tool(TOOLS / 'official_to_mmumae.py', 'official_to_mmumae')
-ConversionError = official.ConversionError
+backbone_cli = load_tool(TOOLS / 'ummae_to_backbone.py', 'ummae_to_backbone')
+official_cli = load_tool(TOOLS / 'official_to_mmumae.py',
+                         'official_to_mmumae')
 
 SHIPPED = REPO / 'tests' / 'data' / 'official_checkpoint_layout'
 SHARED = REPO.parent / 'shared' / 'docs' / 'official_checkpoint_layout'
@@ -429,7 +431,7 @@ def test_bad_inputs_answer_one_line(tmp_path, monkeypatch, capsys):
     real = Path(save_mmengine(build(pre_cfg), pre_cfg, tmp_path / 'ok.pth'))
     out = tmp_path / 'out.pth'
     bad = _bad_inputs(tmp_path, real)
-    for tool in (to_backbone, official):
+    for tool in (backbone_cli, official_cli):
         for name, (path, reason) in bad.items():
             err = _run_main(tool, [path, out], monkeypatch, capsys)
             assert err.startswith(f'refused: {reason}: {path}'), (name, err)
@@ -443,12 +445,12 @@ def test_output_is_not_the_input(tmp_path, monkeypatch, capsys):
     before = src.read_bytes()
     link = tmp_path / 'link.pth'
     link.symlink_to(src)
-    for tool, dst in ((to_backbone, src), (to_backbone, link),
-                      (official, src)):
+    for tool, dst in ((backbone_cli, src), (backbone_cli, link),
+                      (official_cli, src)):
         err = _run_main(tool, [src, dst], monkeypatch, capsys)
         assert 'is the input file' in err, err
     assert src.read_bytes() == before  # the training checkpoint is intact
-    err = _run_main(to_backbone, [src, tmp_path], monkeypatch, capsys)
+    err = _run_main(backbone_cli, [src, tmp_path], monkeypatch, capsys)
     assert 'is a directory' in err
 
 
@@ -502,7 +504,7 @@ def test_official_finetuned_other_class_count(tmp_path, monkeypatch,
     official.convert(src, str(dst), num_classes=10)
     assert dst.exists()
     dst.unlink()
-    err = _run_main(official, [src, dst, '--num-classes', 1000],
+    err = _run_main(official_cli, [src, dst, '--num-classes', 1000],
                     monkeypatch, capsys)
     assert 'head has 10 classes, not the 1000' in err
     assert not dst.exists()

@@ -1,0 +1,188 @@
+"""mmumae checkpoint -> backbone-only checkpoint.
+
+The input is a checkpoint saved by mmengine's Runner: a pre-training model
+(``UMMAE``, ``SimMIM``: decoder and head are dropped) or a fine-tuned
+classifier (the head is dropped). The output holds the ``backbone.*``
+tensors, prefix kept, under ``state_dict``, so both files load with
+``init_cfg=dict(type='Pretrained', checkpoint=..., prefix='backbone.')`` in
+mmpretrain, mmdet and mmseg. The backbone of the config saved in the
+checkpoint (or ``config``) is built and its keys compared with the kept
+ones.
+
+``stock_config`` (a ``UMStockSwinTransformer`` checkpoint only) writes the
+backbone for the stock Swin of that config instead (:func:`to_stock`):
+exactly its keys and shapes, ``mask_token`` dropped, bias tables of another
+window resized (:func:`resize_table`), the target's index buffers, and
+output norms the pre-training did not have at LayerNorm's initialisation.
+"""
+import importlib
+import os.path as osp
+import re
+from typing import Dict, Optional
+
+import torch
+
+from . import (ConversionError, backbone_from_config, check_keys, check_paths,
+               load_checkpoint_file, prefix_counts, save_checkpoint_file,
+               shapes_of)
+
+State = Dict[str, torch.Tensor]
+PREFIX = 'backbone.'
+TABLE = 'relative_position_bias_table'
+INDEX = 'relative_position_index'
+NORM = re.compile(r'norm\d+\.(weight|bias)')
+
+
+def backbone_state(ckpt: dict, path: str) -> State:
+    """The ``backbone.*`` tensors of an mmumae checkpoint, prefix kept."""
+    if 'state_dict' not in ckpt and 'model' in ckpt:
+        raise ConversionError(
+            f'{path} stores its weights under "model" (a release '
+            f'checkpoint of the reference code?); convert it with '
+            f'tools/model_converters/official_to_mmumae.py.')
+    state = ckpt.get('state_dict', ckpt)
+    kept = {k: v for k, v in state.items() if k.startswith(PREFIX)}
+    if not kept:
+        raise ConversionError(
+            f'no key of {path} starts with {PREFIX!r} (keys look like: '
+            f'{", ".join(list(state)[:3])}); pass a checkpoint of an mmumae '
+            f'model with a backbone.')
+    dropped = [k for k in state if not k.startswith(PREFIX)]
+    print(f'kept {len(kept)} backbone tensors; dropped '
+          f'{len(dropped)} ({prefix_counts(dropped) or "none"})')
+    return kept
+
+
+def stock_backbone(config: str) -> torch.nn.Module:
+    """Build (not initialise) the backbone of a stock config in its scope
+    (``mmdet::...``, ``mmseg::...``, ``mmpretrain::...`` or a file)."""
+    from mmengine.config import Config
+    from mmengine.hub import get_config
+    from mmengine.registry import DefaultScope
+    cfg = get_config(config) if '::' in config else Config.fromfile(config)
+    scope = cfg.get('default_scope') or 'mmpretrain'
+    if scope not in ('mmpretrain', 'mmdet', 'mmseg'):
+        raise ConversionError(f'{config}: scope {scope!r} is not one of '
+                              f'mmpretrain, mmdet, mmseg.')
+    importlib.import_module(f'{scope}.utils').register_all_modules(
+        init_default_scope=False)
+    registry = importlib.import_module(f'{scope}.registry').MODELS
+    backbone_cfg = dict(cfg.model.backbone)
+    backbone_cfg.pop('init_cfg', None)
+    backbone_cfg.pop('pretrained', None)
+    with DefaultScope.overwrite_default_scope(scope):
+        return registry.build(backbone_cfg)
+
+
+def resize_table(table: torch.Tensor, side: int) -> torch.Tensor:
+    """A ``((2W-1)**2, heads)`` bias table for a window of another size.
+
+    A smaller window reads offsets the table already holds: its entries
+    are the centre ``side x side`` of the table, unchanged. A larger one
+    needs new offsets: bicubic interpolation of the whole table, as mmdet's
+    and mmseg's Swin loaders do. (mmpretrain's own
+    ``resize_relative_position_bias_table`` calls ``scipy.interpolate.
+    interp2d``, which SciPy 1.14 removed.)
+    """
+    src, heads = int(round(table.shape[0]**.5)), table.shape[1]
+    grid = table.view(src, src, heads)
+    if side <= src:
+        lo = (src - side) // 2
+        return grid[lo:lo + side, lo:lo + side].reshape(side * side, heads)
+    grid = torch.nn.functional.interpolate(
+        grid.permute(2, 0, 1)[None].float(), size=(side, side),
+        mode='bicubic')[0].to(table.dtype)
+    return grid.permute(1, 2, 0).reshape(side * side, heads)
+
+
+def to_stock(state: State, source: torch.nn.Module,
+             target: torch.nn.Module) -> State:
+    """The ``backbone.*`` state of ``source`` in the layout of the stock
+    Swin ``target`` (see the module docstring).
+
+    Raises:
+        ConversionError: When the source is not a ``UMStockSwinTransformer``
+            or a target key has no counterpart.
+    """
+    name = type(source).__name__
+    if name != 'UMStockSwinTransformer':
+        raise ConversionError(
+            f'the checkpoint\'s backbone is a {name}, whose weights do not '
+            f'fit a stock Swin (docs/transfer.md, "Stock Swin classes"); '
+            f'--stock-config takes UMStockSwinTransformer checkpoints '
+            f'(configs/ummae/ummae_stock-swin-*).')
+    src = {k[len(PREFIX):]: v for k, v in state.items()}
+    own = target.state_dict()
+    out, resized, fresh = {}, [], []
+    for key, want in own.items():
+        have = src.get(key)
+        if key.endswith(INDEX):
+            out[key] = want.clone()  # a constant of the target's window
+        elif have is None and NORM.fullmatch(key):
+            out[key] = torch.ones_like(want) if key.endswith('weight') \
+                else torch.zeros_like(want)
+            fresh.append(key)
+        elif have is not None:  # a missing one: reported by check_keys
+            if key.endswith(TABLE) and have.shape != want.shape:
+                have = resize_table(have, int(round(want.shape[0]**.5)))
+                resized.append(key)
+            out[key] = have
+    dropped = sorted(set(src) - set(own))
+    unplaced = [k for k in dropped
+                if k != 'mask_token' and not NORM.fullmatch(k)]
+    if resized:
+        print(f'resized {len(resized)} bias tables to the target window '
+              f'(e.g. {resized[0]}: {tuple(src[resized[0]].shape)} -> '
+              f'{tuple(own[resized[0]].shape)})')
+    if fresh:
+        print(f'not pre-trained, written at LayerNorm initialisation: '
+              f'{fresh}')
+    print(f'dropped (no place in the stock Swin): {dropped}')
+    if unplaced:
+        raise ConversionError(f'{len(unplaced)} backbone keys have no place '
+                              f'in the stock Swin (e.g. {unplaced[0]}).')
+    check_keys(shapes_of(out), shapes_of(own),
+               f'stock {type(target).__name__} backbone')
+    return {PREFIX + k: v.contiguous() for k, v in out.items()}
+
+
+def convert(src: str, dst: str, config: Optional[str] = None,
+            stock_config: Optional[str] = None) -> None:
+    """Convert ``src`` to a backbone-only checkpoint at ``dst``.
+
+    Args:
+        src (str): mmumae checkpoint (pre-training or fine-tuned).
+        dst (str): Output path (not ``src``).
+        config (str, optional): Config whose backbone the keys are checked
+            against. Defaults to the config saved in the checkpoint.
+        stock_config (str, optional): A stock Swin config to write the
+            backbone for (``UMStockSwinTransformer`` checkpoints).
+
+    Raises:
+        ConversionError: When the input is not a checkpoint, the output is
+            the input, or the backbone keys do not match.
+    """
+    check_paths(src, dst)
+    ckpt = load_checkpoint_file(src)
+    state = backbone_state(ckpt, src)
+    meta = dict(ckpt.get('meta') or {})
+    cfg_text = meta.get('cfg')
+    if config is None and not cfg_text:
+        if stock_config:
+            raise ConversionError(
+                f'{src} saves no config; pass the pre-training config with '
+                f'--config.')
+        print('no config saved in the checkpoint and no --config: the '
+              'backbone keys are not checked against a model')
+    else:
+        backbone = backbone_from_config(cfg_text, config)
+        expected = {PREFIX + k: s
+                    for k, s in shapes_of(backbone.state_dict()).items()}
+        check_keys(shapes_of(state), expected,
+                   f'{type(backbone).__name__} backbone')
+        if stock_config:
+            state = to_stock(state, backbone, stock_backbone(stock_config))
+            meta.update(stock_config=stock_config)
+    meta.update(converted_from=osp.abspath(src),
+                converter='tools/model_converters/ummae_to_backbone.py')
+    save_checkpoint_file(state, meta, dst)

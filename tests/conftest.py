@@ -2,32 +2,23 @@
 
 ``demo_data`` generates the demo sets once per session into ``data/demo``
 (the folder ``make data`` fills; a second session only checks the stamp);
-``demo_gen`` is the generator module itself, for tests that need what it
-placed. Every test also gets back the mmengine default scope it started
-with (see ``_keep_default_scope``).
+``demo_gen`` is the generator module (:mod:`mmumae_tools.demo_data`), for
+tests that need what it placed. Every test also gets back the mmengine
+default scope it started with (see ``_keep_default_scope``).
 """
-import importlib.util
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-DEMO_GENERATOR = REPO / 'tools' / 'dataset_converters' / 'make_demo_data.py'
-
-
-def _load_demo_generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location('mmumae_make_demo_data',
-                                                  DEMO_GENERATOR)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope='session')
 def demo_gen() -> ModuleType:
-    """tools/dataset_converters/make_demo_data.py as a module."""
-    return _load_demo_generator()
+    """The demo-data generator, :mod:`mmumae_tools.demo_data`."""
+    from mmumae_tools import demo_data
+    return demo_data
 
 
 @pytest.fixture(scope='session')

@@ -219,3 +219,19 @@ def test_generation_is_deterministic_and_idempotent(tmp_path, demo_gen,
     demo_gen.make_demo_data(str(first), force=True, verbose=False)
     assert probe.stat().st_mtime > 0 and not stale.exists()
     assert _tree_digest(first) == digest
+
+
+def test_command_line_writes_the_same_sets(tmp_path, demo_data):
+    """``tools/dataset_converters/make_demo_data.py --out DIR`` (what
+    ``make data`` runs) writes the same files as the generator, then keeps
+    them on a second call."""
+    import subprocess
+    import sys
+    script = Path(__file__).resolve().parents[1] / 'tools' / \
+        'dataset_converters' / 'make_demo_data.py'
+    out = tmp_path / 'demo'
+    for expect in ('done in', 'already holds'):
+        proc = subprocess.run([sys.executable, str(script), '--out',
+                               str(out)], capture_output=True, text=True)
+        assert proc.returncode == 0 and expect in proc.stdout, proc.stderr
+    assert _tree_digest(out) == _tree_digest(demo_data)

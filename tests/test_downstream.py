@@ -18,13 +18,14 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.hooks import Hook
+from mmengine.hub import get_config
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import DefaultScope
 from mmengine.runner import Runner, save_checkpoint
 from mmpretrain.structures import DataSample
 from tool_helpers import load_tool
 
-import mmumae  # noqa: F401  (registers the backbones in mmdet and mmseg)
+import mmumae  # noqa: F401  (registers the backbones in mmpretrain's registry)
 from mmumae.datasets.transforms import UniformMaskGenerator
 from mmumae.models.backbones import UMPVT, UMSwinTransformer
 
@@ -245,6 +246,110 @@ def test_in1k_ft_configs_differ_only_in_checkpoint():
         assert a_ckpt.endswith('200e_backbone.pth'), pre.name
         assert b_ckpt.endswith('200e_in1k-ft_backbone.pth'), ft.name
         assert a == b, ft.name
+
+
+# ------------------------------------------------------------- inheritance
+def _plain(cfg):
+    """A config as plain dicts and lists, without the ``_scope_`` marks
+    mmengine puts on the outer dicts of another package's base."""
+    if isinstance(cfg, dict):
+        return {k: _plain(v) for k, v in cfg.items() if k != '_scope_'}
+    if isinstance(cfg, (list, tuple)):
+        return [_plain(v) for v in cfg]
+    return cfg
+
+
+def _drop(cfg, *paths):
+    """``cfg`` (plain) without the entries at the dotted ``paths``."""
+    for path in paths:
+        *parents, key = path.split('.')
+        node = cfg
+        for part in parents:
+            node = node[part]
+        node.pop(key, None)
+    return cfg
+
+
+def _without_check_seg_map(pipeline):
+    return [t for t in pipeline if t['type'] != 'CheckSegMap']
+
+
+LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader',
+           'val_evaluator', 'test_evaluator')
+# (model base, dataset base) of OpenMMLab that each family inherits, and
+# what our configs change in them (besides the backbone)
+STOCK = {
+    'mask-rcnn': ('mmdet::_base_/models/mask-rcnn_r50_fpn.py',
+                  'mmdet::_base_/datasets/coco_instance.py'),
+    'gfl': ('mmdet::gfl/gfl_r50_fpn_1x_coco.py',
+            'mmdet::_base_/datasets/coco_detection.py'),
+    'upernet': ('mmseg::_base_/models/upernet_swin.py',
+                'mmseg::_base_/datasets/ade20k.py'),
+}
+MODEL_CHANGES = {
+    'mask-rcnn': ('neck.in_channels', ),
+    'gfl': ('neck.in_channels', 'neck.start_level'),
+    'upernet': ('data_preprocessor.size', 'decode_head.num_classes',
+                'auxiliary_head.num_classes', 'test_cfg',
+                'decode_head.in_channels', 'auxiliary_head.in_channels'),
+}
+DATA_CHANGES = {
+    'mask-rcnn': ('train_dataloader.collate_fn', ),
+    'gfl': ('train_dataloader.collate_fn', 'train_dataloader.batch_sampler',
+            'train_dataloader.dataset.pipeline',
+            'val_dataloader.dataset.pipeline',
+            'test_dataloader.dataset.pipeline'),
+    'upernet': ('train_dataloader.collate_fn', 'train_dataloader.batch_size'),
+}
+
+
+@pytest.mark.parametrize('path', sorted(DET.glob('*_ummae-pre_*.py')) +
+                         sorted(SEG.glob('*_ummae-pre_*.py')),
+                         ids=lambda p: p.stem)
+def test_paper_configs_are_openmmlabs_but_the_backbone(path):
+    """The resolved model and data of each paper config are mmdet's or
+    mmseg's own bases except the backbone and the changes the configs
+    state (FPN input widths; GFL's first FPN level; ADE20K's classes, input
+    size and slide inference; the training collate function and batch
+    size; the 3x and LSJ pipelines; CheckSegMap in the ADE20K
+    pipelines)."""
+    family = path.name.split('_')[0]
+    model_base, data_base = STOCK[family]
+    cfg = _plain(Config.fromfile(str(path)).to_dict())
+    stock_model = _plain(get_config(model_base).model.to_dict())
+    stock_data = _plain(get_config(data_base).to_dict())
+
+    assert cfg['model']['backbone']['type'].startswith('mmpretrain.UM')
+    changes = ('backbone', ) + MODEL_CHANGES[family]
+    assert _drop(cfg['model'], *changes) == _drop(stock_model, *changes)
+
+    data = {k: cfg[k] for k in LOADERS}
+    stock = {k: stock_data[k] for k in LOADERS}
+    changes = DATA_CHANGES[family]
+    if '3x' in path.name:  # mmdet's Swin 3x augmentation
+        changes += ('train_dataloader.dataset.pipeline', )
+    if family == 'upernet':
+        for loader in LOADERS[:3]:
+            pipeline = data[loader]['dataset']['pipeline']
+            data[loader]['dataset']['pipeline'] = _without_check_seg_map(
+                pipeline)
+    assert _drop(data, *changes) == _drop(stock, *changes)
+
+
+@pytest.mark.parametrize('path', sorted(SEG.glob('*.py')),
+                         ids=lambda p: p.stem)
+def test_seg_pipelines_check_label_maps(path):
+    """Every ADE20K pipeline of the mmseg configs checks the label map
+    right after loading it, against the decode head's classes."""
+    cfg = Config.fromfile(str(path))
+    classes = cfg.model.decode_head.num_classes
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        steps = cfg[loader].dataset.pipeline
+        types = [t.type for t in steps]
+        at = types.index('LoadAnnotations')
+        assert steps[at + 1] == dict(type='CheckSegMap',
+                                     num_classes=classes), loader
+        assert types.count('CheckSegMap') == 1
 
 
 # ---------------------------------------------------------- Runner passes

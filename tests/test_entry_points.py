@@ -39,6 +39,13 @@ def _options(demo_data: Path) -> list:
     ]
 
 
+def _parsed(options: list) -> dict:
+    """``--cfg-options`` as the tools parse them."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    return parser.parse_args(options).cfg_options
+
+
 def _run(cmd: list, **env) -> str:
     proc = subprocess.run(
         [str(c) for c in cmd], cwd=REPO, capture_output=True, text=True,
@@ -71,6 +78,12 @@ def dumps(tmp_path_factory, demo_data) -> dict:
           *options], CUDA_VISIBLE_DEVICES='', PYTHON=sys.executable,
          PORT=str(29500 + os.getpid() % 1000))
     out['tools/dist_train.sh'] = _dumped(wd)
+    wd = root / 'study'
+    _run([sys.executable, '-c',
+          'from mmumae_tools.study.worker import train_config; '
+          f'train_config({CONFIG!r}, {str(wd)!r}, '
+          f'options={_parsed(options)!r})'])
+    out['study worker'] = _dumped(wd)
     return out
 
 
@@ -89,10 +102,7 @@ def test_the_dumped_config_is_the_config_as_written(dumps, demo_data):
     entry point adds, drops or rewrites anything (pipelines and loaders
     included)."""
     written = Config.fromfile(str(REPO / CONFIG))
-    parser = argparse.ArgumentParser()
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
-    written.merge_from_dict(
-        parser.parse_args(_options(demo_data)).cfg_options)
+    written.merge_from_dict(_parsed(_options(demo_data)))
     written = written.to_dict()
     for name, dumped in dumps.items():
         differing = {k for k in set(written) | set(dumped)

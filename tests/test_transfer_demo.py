@@ -1,4 +1,5 @@
-"""tools/run_transfer_demo.py's progress lines and tools/run_demo.sh's
+"""The transfer demo's progress lines (tools/run_transfer_demo.py, code in
+mmumae_tools.transfer_demo) and tools/run_demo.sh's
 ``latest.pth``, which the fine-tune, Mask R-CNN and UperNet demo configs
 start from whatever the number of pre-training epochs.
 
@@ -8,18 +9,18 @@ printed progress is checked, then each Swin demo config, with only the
 work-dir part of its checkpoint path moved to the test's folder, loads its
 backbone from the ``latest.pth`` that run left.
 """
+import json
 import os
 
 import pytest
 import torch
 from mmengine.config import Config
 from mmengine.registry import MODELS, DefaultScope
-from tool_helpers import REPO, load_tool
+from tool_helpers import REPO
 
 import mmumae  # noqa: F401  (registers the backbones everywhere)
+from mmumae_tools import transfer_demo as demo
 
-demo = load_tool(REPO / 'tools' / 'run_transfer_demo.py',
-                 'mmumae_run_transfer_demo')
 PRETRAIN_DIR = 'work_dirs/ummae_swin-mini_demo'
 SWIN_DEMOS = [
     'configs/finetune/swin-mini_ummae-pre_demo.py',
@@ -86,6 +87,23 @@ def test_run_prints_a_heartbeat_and_fails_with_the_log_tail(
                   str(tmp_path / 'bad.log'), 'step 1/1 bad')
 
 
+def test_last_checkpoint_reads_relative_and_absolute_pointers(tmp_path):
+    """``last_checkpoint`` may name the file relative to the work dir (as
+    runsafe's WorkDirHook writes it) or by an absolute path; a pointer to
+    a missing file gives None."""
+    (tmp_path / 'epoch_2.pth').write_bytes(b'x')
+    pointer = tmp_path / 'last_checkpoint'
+    assert demo.last_checkpoint(str(tmp_path)) is None
+    pointer.write_text('epoch_2.pth')
+    assert demo.last_checkpoint(str(tmp_path)) == str(tmp_path /
+                                                      'epoch_2.pth')
+    pointer.write_text(str(tmp_path / 'epoch_2.pth'))
+    assert demo.last_checkpoint(str(tmp_path)) == str(tmp_path /
+                                                      'epoch_2.pth')
+    pointer.write_text('epoch_3.pth')
+    assert demo.last_checkpoint(str(tmp_path)) is None
+
+
 def test_demo_configs_start_from_latest_pth_of_run_demo_work_dir():
     text = (REPO / 'tools' / 'run_demo.sh').read_text()
     assert f'WORK_DIR="${{DEMO_WORK_DIR:-{PRETRAIN_DIR}}}"' in text
@@ -139,3 +157,56 @@ def test_one_epoch_demo_pretraining_feeds_every_swin_demo(
         # every pre-trained tensor of the backbone arrived (the dense
         # backbones add only their output norms)
         assert len(same) == len(want), (config, len(same), len(want))
+
+
+def test_chain_commands_and_table(tmp_path, monkeypatch):
+    """The chain's commands in order (tools/train.py on each config as
+    written, only --work-dir and the backbone checkpoint set), the dense
+    tasks starting from the fine-tuned backbone (random init: none), and
+    the table of the runs' logged metrics."""
+    calls = []
+    metrics = {'accuracy/top1': 50.0, 'coco/bbox_mAP': 0.1,
+               'coco/segm_mAP': 0.2, 'mIoU': 30.0}
+
+    def fake_run(cmd, log, label, env=None):
+        calls.append((label, cmd))
+        if 'tools/train.py' in cmd:
+            work_dir = cmd[cmd.index('--work-dir') + 1]
+            os.makedirs(f'{work_dir}/t/vis_data', exist_ok=True)
+            with open(f'{work_dir}/t/vis_data/scalars.json', 'w') as f:
+                f.write(json.dumps(metrics) + '\n')
+            with open(f'{work_dir}/last_checkpoint', 'w') as f:
+                f.write('epoch_1.pth')
+            open(f'{work_dir}/epoch_1.pth', 'w').close()
+        return 1.0
+
+    monkeypatch.setattr(demo, '_run', fake_run)
+    pre = tmp_path / 'pre'
+    pre.mkdir()
+    (pre / 'epoch_3.pth').write_bytes(b'x')
+    (pre / 'last_checkpoint').write_text('epoch_3.pth')
+    text = demo.run_chain(str(tmp_path / 'w'), str(pre))
+    labels = [label for label, _ in calls]
+    assert labels == [
+        'step 1/9 convert pre-trained', 'step 2/9 ummae: finetune',
+        'step 3/9 ummae: convert fine-tuned', 'step 4/9 ummae: mask-rcnn',
+        'step 5/9 ummae: upernet', 'step 6/9 random: finetune',
+        'step 7/9 random: convert fine-tuned', 'step 8/9 random: mask-rcnn',
+        'step 9/9 random: upernet']
+    w = tmp_path / 'w'
+    assert calls[0][1][-2:] == [str(pre / 'epoch_3.pth'),
+                                str(w / 'pretrain_backbone.pth')]
+    opts = [cmd[-1] for _, cmd in calls if 'tools/train.py' in cmd]
+    ft = w / 'ummae_ft_backbone.pth'
+    assert opts == [
+        f'model.backbone.init_cfg.checkpoint={w / "pretrain_backbone.pth"}',
+        f'model.backbone.init_cfg.checkpoint={ft}',
+        f'model.backbone.init_cfg.checkpoint={ft}'] + [
+            'model.backbone.init_cfg=None'] * 3
+    for _, cmd in calls:
+        if 'tools/train.py' in cmd:
+            assert cmd[2] in [config for _, config, _ in demo.TASKS]
+            assert cmd[3:6] == ['--work-dir', cmd[4], '--overwrite']
+    assert '| UM-MAE pre-trained -> fine-tuned | 50.00 | 10.0 | 20.0 | ' \
+        '30.00 |' in text
+    assert (w / 'results.md').read_text() == text + '\n'

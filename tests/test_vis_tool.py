@@ -1,6 +1,6 @@
-"""Reconstruction figures (tools/visualization/vis_reconstruction.py and
-``mmumae.visualization``): what the saved PNG shows, read back pixel by
-pixel.
+"""Reconstruction figures (tools/visualization/vis_reconstruction.py, its
+code in ``mmumae_tools.vis``, and ``mmumae.visualization``): what the saved
+PNG shows, read back pixel by pixel.
 
 The panels are found by their black frames. In every row: the US-masked
 panel is the original with exactly the removed patches grey (one kept patch

@@ -30,7 +30,7 @@ stamp_inputs() {
 }
 STAMP="$VENV/.mmumae-setup-stamp"
 WANT="$(stamp_inputs)"
-if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ] && "$VENV/bin/python" -c "import mmcv.ops, mmumae" 2>/dev/null; then
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ] && "$VENV/bin/python" -c "import mmcv.ops, mmumae, runsafe, mmumae_tools" 2>/dev/null; then
   step "environment in $VENV is up to date (delete $STAMP to force a re-install)"
   exit 0
 fi
@@ -117,11 +117,12 @@ step "installing openmim $MIM_VERSION with --no-deps (its openxlab dependency wo
 "${PIP[@]}" install -q --no-deps "openmim==$MIM_VERSION"
 "$VENV/bin/mim" --version 2>/dev/null | grep -q "version $MIM_VERSION" || {
   echo "openmim installed but '$VENV/bin/mim --version' does not answer $MIM_VERSION" >&2; exit 1; }
-step "installing mmumae (editable)"
+step "installing this repository (editable: mmumae, runsafe, mmumae_tools)"
 "${PIP[@]}" install -q --no-deps --no-build-isolation -e .
 step "checking imports"
 "$PY" - <<'PY'
 import torch, mmcv, mmcv.ops, mmengine, mmpretrain, mmdet, mmseg, mmumae
+import mmumae_tools, runsafe  # noqa: F401  (installed beside mmumae)
 print(f"torch {torch.__version__} | mmcv {mmcv.__version__} (ops) | mmengine {mmengine.__version__} | "
       f"mmpretrain {mmpretrain.__version__} | mmdet {mmdet.__version__} | mmseg {mmseg.__version__} | "
       f"mmumae {mmumae.__version__}")

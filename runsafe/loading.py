@@ -38,7 +38,11 @@ class SafeLoadImageFromFile(LoadImageFromFile):
     """
 
     def transform(self, results: dict) -> Optional[dict]:
-        """Load ``results['img_path']``; see the class description."""
+        """Load ``results['img_path']``; see the class description. A
+        sample that already holds its image and no path (an inferencer's
+        input array) passes unchanged."""
+        if 'img_path' not in results and 'img' in results:
+            return results
         path = results['img_path']
         try:
             loaded = super().transform(results)
@@ -79,7 +83,10 @@ class CheckSegMap(BaseTransform):
         self.ignore_index = ignore_index
 
     def transform(self, results: dict) -> dict:
-        """Check ``results['gt_seg_map']`` against the image."""
+        """Check ``results['gt_seg_map']`` against the image; a sample
+        without a label map (inference) passes unchanged."""
+        if 'gt_seg_map' not in results:
+            return results
         seg, path = results['gt_seg_map'], results.get('seg_map_path')
         size = tuple(results.get('ori_shape', seg.shape))
         if tuple(seg.shape[:2]) != size:

@@ -2,7 +2,6 @@
 versions of the configs: real models and optimizer wrappers from
 ``configs/``, tiny archs through ``--cfg-options``, 64 px, 1-2 steps, one
 thread. The tests check what the output shows, not how fast it is."""
-import argparse
 import json
 import math
 import statistics
@@ -150,7 +149,7 @@ def test_errors_are_one_line(argv, message, capsys):
 
 def test_optim_wrapper_per_amp():
     """The config's AdamW wrapper at the benchmark's precision: AMP on
-    CUDA, mmengine's bf16 autocast on a CPU, fp16 on a CPU refused."""
+    CUDA, a plain wrapper on a CPU (bf16 autocasts), fp16 on a CPU refused."""
     cfg = step.load_variant('swin-t', 'simmim', {})
     assert cfg.optim_wrapper.accumulative_counts == 8
     fp32 = step.optim_wrapper_cfg(cfg, 'none', 'cpu')
@@ -162,8 +161,6 @@ def test_optim_wrapper_per_amp():
                                                        dtype)
     assert step.optim_wrapper_cfg(cfg, 'bf16', 'cpu')['type'] == \
         'OptimWrapper'
-    with step.autocast('bf16', 'cpu'):
-        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
     with pytest.raises(ValueError, match='fp16 needs --device cuda'):
         step.optim_wrapper_cfg(cfg, 'fp16', 'cpu')
 
@@ -265,10 +262,8 @@ def test_gpu_benchmark_runs_and_tables(tmp_path):
     """The GPU benchmark's runs are valid command lines; rehearsed on the
     CPU (a tiny PVT, arguments after ``--``), it writes its tables, and a
     run the CPU refuses (fp16) is one line of the notes."""
-    args = argparse.Namespace(batch_size=128, max_batch_step=32,
-                              compile_scope='blocks', out_dir='o', extra=[])
     for name in gpu.RUNS:
-        parsed = cli.parse_args(gpu.run_argv(name, args))
+        parsed = cli.parse_args(gpu.run_argv(name, 'out', []))
         assert (parsed.amp, parsed.compile) == (
             name.split('-')[1], name.startswith('compile'))
         assert parsed.max_batch and parsed.device == 'cuda'

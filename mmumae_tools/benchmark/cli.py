@@ -40,41 +40,29 @@ def _meminfo_gib(key: str) -> float:
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p = _Parser(prog=osp.basename(SCRIPT), description='Time one '
-                'pre-training step (forward, backward, optimizer step) of '
-                'UM-MAE and SimMIM, each built from its config.')
+                'pre-training step of UM-MAE and SimMIM built from their '
+                'configs (docs/benchmark.md).')
     add = p.add_argument
     add('--model', nargs='+', choices=list(PRESETS), default=['swin-t'])
-    add('--variants', nargs='+', choices=VARIANTS,
-        help='a subset of the presets\' variants (default: all)')
+    add('--variants', nargs='+', choices=VARIANTS, help='default: all')
     add('--cfg-options', nargs='+', action=CfgOptionsAction, default={},
-        help='KEY=VALUE (a Python literal is one) merged into every '
-        'config; VARIANT:KEY=VALUE into one')
+        help='KEY=VALUE (Python literals too), VARIANT:KEY=VALUE')
     add('--img-size', type=int, help="default: the config's crop size")
-    add('--batch-size', type=int, default=8)
-    add('--steps', type=int, default=5, help='timed steps')
-    add('--warmup', type=int, default=2, help='untimed steps before')
-    add('--rounds', type=int, default=1, help='run the variants this many '
-        'times round-robin and pool their timed steps')
+    for flag, default in (('--batch-size', 8), ('--steps', 5),
+                          ('--warmup', 2), ('--rounds', 1),
+                          ('--max-batch-step', 1)):
+        add(flag, type=int, default=default)
     add('--device', choices=['cpu', 'cuda'], default='cpu')
-    add('--amp', choices=list(AMP), default='none', help='CUDA: mmengine '
-        "AmpOptimWrapper of that dtype; CPU: bf16 autocast, no fp16")
-    add('--threads', type=int, help='torch threads per variant (default: '
-        '1 on a CPU, torch\'s own on CUDA)')
-    add('--compile', action='store_true',
-        help='torch.compile the backbone, the neck and the head loss')
+    add('--amp', choices=list(AMP), default='none')
+    add('--threads', type=int, help='per variant (default: 1 on a CPU)')
     add('--compile-backend', default='inductor')
-    add('--compile-scope', choices=['parts', 'blocks'], default='parts',
-        help='blocks: the repeated blocks one by one (regional)')
-    add('--max-batch', action='store_true', help='find the largest batch '
-        'whose step fits, doubling from --batch-size, then bisecting')
+    add('--compile-scope', choices=['parts', 'blocks'], default='parts')
     add('--max-batch-limit', type=int, help='default: 64 on a CPU, 16384')
-    add('--max-batch-step', type=int, default=1)
-    add('--max-batch-rss-gib', type=float, help='CPU: a step whose peak '
-        'RSS is above this does not fit (default: half the free memory)')
-    add('--no-flops', action='store_true')
-    add('--profile', action='store_true', help='one more step under '
-        'torch.profiler: OUT_DIR/profile_*.txt')
-    add('--no-subprocess', action='store_true')
+    add('--max-batch-rss-gib', type=float,
+        help='CPU: most peak RSS (default: half the free memory)')
+    for flag in ('--compile', '--max-batch', '--profile', '--no-flops',
+                 '--no-subprocess'):
+        add(flag, action='store_true')
     add('--out-dir', default='work_dirs/benchmark_pretrain')
     args = p.parse_args(argv)
     if min(args.steps, args.batch_size, args.rounds,

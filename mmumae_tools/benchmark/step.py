@@ -1,12 +1,7 @@
-"""One pre-training step of a variant, timed, and what it costs.
-
-A variant is a config in ``configs/`` (:data:`PRESETS`) changed by
-``--cfg-options``. The step is mmengine's ``train_step`` after the data
-preprocessor: forward and loss in the optimizer wrapper's context, then
-``update_params`` (backward, optimizer step, zero_grad), with the config's
-optimizer wrapper and a batch of random images through the config's own
-mask generator, made once, outside the clock.
-"""
+"""One training step of a variant (a config in ``configs/``), timed, and
+what it costs. The step is mmengine's ``train_step`` after the data
+preprocessor (forward and loss, backward, optimizer step) with the config's
+optimizer wrapper, on random images through the config's mask generator."""
 import ast
 import contextlib
 import copy
@@ -126,7 +121,7 @@ def batches(cfg: Config, img: int, pool: int = 64
 def optim_wrapper_cfg(cfg: Config, amp: str, device: str) -> dict:
     """The config's optimizer wrapper (its AdamW and ``paramwise_cfg``) at
     the benchmark's precision, ``accumulative_counts`` 1: fp32, and bf16
-    on a CPU (see :func:`autocast`), a plain ``OptimWrapper``; bf16/fp16
+    on a CPU (see :func:`make_step`), a plain ``OptimWrapper``; bf16/fp16
     on CUDA an ``AmpOptimWrapper`` of that dtype, as the configs train."""
     if amp == 'fp16' and device != 'cuda':
         raise ValueError(FP16_CPU)
@@ -139,24 +134,19 @@ def optim_wrapper_cfg(cfg: Config, amp: str, device: str) -> dict:
                  if k not in ('loss_scale', 'dtype')}, type='OptimWrapper')
 
 
-def autocast(amp: str, device: str) -> contextlib.AbstractContextManager:
-    """bf16 on a CPU: mmengine's CPU autocast around the forward (on CUDA
-    the ``AmpOptimWrapper``'s context autocasts)."""
-    if amp == 'bf16' and device == 'cpu':
-        from mmengine.runner import autocast as mm_autocast
-        return mm_autocast(device_type='cpu', dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
 def make_step(model, wrapper, data: dict, amp: str, device: torch.device
               ) -> Callable[[], Tuple[float, float, float]]:
-    """One training step on ``data``: wall s, process CPU s, loss."""
+    """One training step on ``data``: wall s, process CPU s, loss. bf16 on
+    a CPU autocasts through mmengine (on CUDA the wrapper's context does)."""
+    from mmengine.runner import autocast
     sync = torch.cuda.synchronize if device.type == 'cuda' else lambda: None
+    cpu_bf16 = amp == 'bf16' and device.type == 'cpu'
 
     def step() -> Tuple[float, float, float]:
         sync()
         t0, c0 = time.perf_counter(), time.process_time()
-        with wrapper.optim_context(model), autocast(amp, device.type):
+        with wrapper.optim_context(model), autocast(
+                device_type='cpu', dtype=torch.bfloat16, enabled=cpu_bf16):
             losses = model(**data, mode='loss')
         loss, _ = model.parse_losses(losses)
         wrapper.update_params(loss)
@@ -174,23 +164,27 @@ def stats(times: List[float], cpu: List[float], batch: int) -> dict:
                 images_per_s=batch / med, median_cpu_s=statistics.median(cpu))
 
 
-def _sdpa_cpu_flop(query_shape, key_shape, value_shape, *args,
-                   **kwargs) -> int:
-    """``q @ k^T`` and ``attn @ v`` of the CPU's fused attention kernel."""
-    *batch, q_len, dims = query_shape
-    return 2 * int(np.prod(batch)) * q_len * key_shape[-2] * (
-        dims + value_shape[-1])
+def cpu_attention_flops() -> dict:
+    """``custom_mapping`` for torch's ``FlopCounterMode``: the CPU's fused
+    attention kernel, which it does not count (``q @ k^T``, ``attn @ v``;
+    2 FLOPs per multiply-add, as the counter counts)."""
+
+    def flop(query_shape, key_shape, value_shape, *args, **kwargs) -> int:
+        *batch, q_len, dims = query_shape
+        return 2 * int(np.prod(batch)) * q_len * key_shape[-2] * (
+            dims + value_shape[-1])
+
+    op = getattr(torch.ops.aten,
+                 '_scaled_dot_product_flash_attention_for_cpu', None)
+    return {} if op is None else {op: flop}
 
 
 def count_flops(model, data: dict) -> Tuple[int, Dict[str, Dict[str, int]]]:
-    """Forward FLOPs of the loss on a batch-1 ``data`` (2 per multiply-add),
-    with the CPU fused attention torch's counter lacks: the total, and per
+    """Forward FLOPs of the loss on a batch-1 ``data``: the total, and per
     top-level module (backbone, neck, head) per operator."""
     from torch.utils.flop_counter import FlopCounterMode
-    op = getattr(torch.ops.aten,
-                 '_scaled_dot_product_flash_attention_for_cpu', None)
-    counter = FlopCounterMode(display=False, custom_mapping={
-        op: _sdpa_cpu_flop} if op is not None else {})
+    counter = FlopCounterMode(display=False,
+                              custom_mapping=cpu_attention_flops())
     with torch.no_grad(), counter:
         model(**data, mode='loss')
     return int(counter.get_total_flops()), {
@@ -234,12 +228,8 @@ def graph_counts() -> dict:
     """Dynamo's graph breaks (by the first line of the reason) and graphs
     since :func:`compile_parts`."""
     from torch._dynamo.utils import counters
-    reasons: Dict[str, int] = {}
-    for k, v in counters['graph_break'].items():
-        key = (str(k).strip().splitlines() or [''])[0][:200]
-        reasons[key] = reasons.get(key, 0) + int(v)
-    return dict(graph_breaks=sum(reasons.values()),
-                graph_break_reasons=reasons,
+    breaks = {str(k)[:300]: int(v) for k, v in counters['graph_break'].items()}
+    return dict(graph_breaks=sum(breaks.values()), graph_break_reasons=breaks,
                 graphs=int(counters['stats']['unique_graphs']))
 
 
@@ -336,7 +326,8 @@ def _measure(preset: str, variant: str, args: Namespace) -> dict:
     make, mask = batches(cfg, img)
     res = dict(config=PRESETS[preset][variant][0], img_size=img, mask=mask,
                batch_size=args.batch_size, threads=torch.get_num_threads(),
-               params=sum(p.numel() for p in model.parameters()))
+               params=sum(p.numel() for p in model.parameters()
+                          if p.requires_grad))
 
     def prepare(n: int) -> dict:
         return model.data_preprocessor(make(n), True)

@@ -72,7 +72,7 @@ model = dict(
         mask_patch_size=16),
     neck=dict(
         type='UMMAEPretrainDecoder', in_channels=128, embed_dims=32,
-        depth=1, num_heads=2, upscale=2, input_size=64, patch_size=16),
+        depth=1, num_heads=2, upscale=2, input_size=64, mask_patch_size=16),
     head=dict(
         type='MAEPretrainHead', norm_pix=True, patch_size=16,
         loss=dict(type='PixelReconstructionLoss', criterion='L2')))

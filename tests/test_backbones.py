@@ -1,11 +1,14 @@
-"""UM Swin and PVT backbones: compact gather, coordinates, bias, modes."""
+"""UM backbones: the shared encoder interface, compact gather,
+coordinates, bias, modes."""
 import numpy as np
 import pytest
 import torch
 
 import mmumae  # noqa: F401
 from mmumae.datasets.transforms import UniformMaskGenerator
-from mmumae.models.backbones import UMPVT, UMSwinTransformer
+from mmumae.models.backbones import (UMPVT, UMEncoderMixin,
+                                     UMStockSwinTransformer,
+                                     UMSwinTransformer, UMVisionTransformer)
 from mmumae.models.utils import (gather_patches, kept_patch_ids,
                                  window_partition)
 
@@ -78,7 +81,7 @@ def test_position_bias_is_the_mlp_of_every_pair_difference():
     model.init_weights()
     mask, sm = _um_masks(2, size=128)
     img = torch.randn(2, 3, 128, 128)
-    _, _, coords, full_hw = model._compact_input(img, mask, sm)
+    _, _, coords, full_hw = model.compact_input(img, mask, sm)
     attn = model.stages[0].blocks[0].attn
     for shifted in (False, True):
         geo = model._stage_geometry(coords, shifted, 1, max(full_hw) - 1, 0)
@@ -208,20 +211,24 @@ def test_mask_errors_are_clear():
 
 
 def test_dense_geometry_is_built_once_per_input_size():
+    """The backbone's one size cache: a dense input size adds its
+    geometries once (not again for another batch size); UM batches of one
+    size add their size-only masks and tables once, not per batch."""
     model = UMSwinTransformer(arch=TINY_SWIN, window_size=4).eval()
     x = torch.randn(2, 3, 64, 96)
     ref = model(x)[0]
-    n = len(model._geometry_cache)
+    n = len(model._size_cache)
     assert n > 0
     out = model(torch.cat([x, x]))[0]  # other batch size, same geometry
-    assert len(model._geometry_cache) == n
+    assert len(model._size_cache) == n
     torch.testing.assert_close(out[:2], ref)
     model(torch.randn(1, 3, 96, 64))
-    m = len(model._geometry_cache)
+    m = len(model._size_cache)
     assert m > n
-    mask, sm = _um_masks(2)
-    model(torch.randn(2, 3, 64, 64), mask, sm)  # UM: per batch, not cached
-    assert len(model._geometry_cache) == m
+    model(torch.randn(2, 3, 64, 64), *_um_masks(2))
+    k = len(model._size_cache)
+    model(torch.randn(2, 3, 64, 64), *_um_masks(2, seed=1))
+    assert len(model._size_cache) == k
 
 
 @pytest.mark.parametrize('cls,arch,extra', [
@@ -279,10 +286,44 @@ def test_pvt_tokens_carry_the_embedding_of_their_original_position():
     model(torch.randn(2, 3, 128, 128), mask, sm)
     # zero patch embedding: stage-1 input = mask token at SM + sin-cos pos
     pe = model.position_embedding((32, 32), 'cpu', torch.float32)
-    coords = model._compact_input(torch.zeros(2, 3, 128, 128), mask, sm)
+    coords = model.compact_input(torch.zeros(2, 3, 128, 128), mask, sm)
     expected = pe[(coords.coords[..., 0] * 32 + coords.coords[..., 1])
                   .flatten(1)]
     sm_tok = coords.sm_tokens.flatten(1)
     expected = torch.where(sm_tok[..., None], expected + model.mask_token,
                            expected)
     torch.testing.assert_close(seen['x'], expected)
+
+
+TINY_VIT = dict(embed_dims=16, num_layers=1, num_heads=2,
+                feedforward_channels=32)
+ENCODERS = {
+    'swin': (UMSwinTransformer, dict(arch=TINY_SWIN, window_size=4)),
+    'pvt': (UMPVT, dict(arch=TINY_PVT, sr_ratios=(2, 1, 1, 1))),
+    'stock-swin': (UMStockSwinTransformer, dict(
+        arch=TINY_SWIN, img_size=64, stage_cfgs=[
+            dict(block_cfgs=dict(window_size=w)) for w in (16, 8, 4, 2)])),
+    'vit': (UMVisionTransformer, dict(arch=TINY_VIT, img_size=64)),
+}
+
+
+@pytest.mark.parametrize('name', sorted(ENCODERS))
+def test_every_um_encoder_has_the_same_interface(name):
+    """Each backbone states its mask patch, the stride and channels of the
+    map its UM mode returns (checked against that map), gathers the
+    compact input, and starts from its ``default_init_cfg``."""
+    cls, kwargs = ENCODERS[name]
+    model = cls(**kwargs)
+    assert isinstance(model, UMEncoderMixin)
+    assert model.init_cfg == cls.default_init_cfg
+    model.init_weights()
+    assert model.mask_patch_size == 16
+    x = torch.randn(2, 3, 64, 64)
+    mask, sm = _um_masks(2)
+    c = model.compact_input(x, mask, sm)
+    assert c.image.shape == (2, 3, 32, 32) and c.full_hw == (
+        64 // model.patch_size, ) * 2
+    model.eval()
+    out = model(x, mask, sm)[-1]
+    side = 32 // model.out_stride
+    assert out.shape == (2, model.out_channels, side, side)

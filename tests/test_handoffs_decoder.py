@@ -20,7 +20,7 @@ SWIN = dict(type='UMSwinTransformer', window_size=4, drop_path_rate=0.,
                       num_heads=[1, 1, 2, 2]))
 
 
-def _decoder(upscale: int, pos_order: str = 'true'):
+def _decoder(upscale: int, pos_order: str = 'original'):
     torch.manual_seed(0)
     dec = MODELS.build(
         dict(type='UMMAEPretrainDecoder', in_channels=8, embed_dims=16,
@@ -34,13 +34,13 @@ def _decoder(upscale: int, pos_order: str = 'true'):
     return dec.eval()
 
 
-def _expected_predictions(dec, x, mask, true_positions: bool):
+def _expected_predictions(dec, x, mask, original_positions: bool):
     """Decoder output from the definitions (identity blocks).
 
     Compact patch (qr, qc) is sub-position (qr % r, qc % r) of the
     last-stage token (qr // r, qc // r): PixelShuffle takes its channels
     ``c * r * r + (qr % r) * r + qc % r``. It stands for the kept patch of
-    block (qr, qc) and gets that patch's position embedding ('true') or
+    block (qr, qc) and gets that patch's position embedding ('original') or
     the k-th kept patch in raster order ('reference'). Removed patches are
     the mask token plus their own embedding.
     """
@@ -54,12 +54,12 @@ def _expected_predictions(dec, x, mask, true_positions: bool):
             qr, qc = divmod(k, gw // 2)
             y = dec.decoder_embed(x[n, :, qr // r, qc // r])
             visible = y.view(d, r, r)[:, qr % r, qc % r]
-            pid = pr * gw + pc if true_positions else raster[k]
+            pid = pr * gw + pc if original_positions else raster[k]
             tokens[n, pr * gw + pc] = visible + pos[pid]
     return dec.decoder_pred(dec.decoder_norm(tokens))
 
 
-@pytest.mark.parametrize('pos_order', ['true', 'reference'])
+@pytest.mark.parametrize('pos_order', ['original', 'reference'])
 @pytest.mark.parametrize('upscale', [2, 1])
 def test_each_patch_is_predicted_from_its_token_and_position(
         upscale, pos_order):
@@ -74,7 +74,7 @@ def test_each_patch_is_predicted_from_its_token_and_position(
     x = torch.randn(2, 8, 4 // upscale, 4 // upscale)
     with torch.no_grad():
         out = dec(x, mask)
-        want = _expected_predictions(dec, x, mask, pos_order == 'true')
+        want = _expected_predictions(dec, x, mask, pos_order == 'original')
     assert out.shape == (2, 64, 16 * 16 * 3)
     torch.testing.assert_close(out, want, atol=1e-5, rtol=1e-5)
 

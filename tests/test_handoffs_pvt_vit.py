@@ -106,7 +106,7 @@ def test_pvt_stage1_tokens_are_sm_token_plus_original_position():
 def _vit():
     torch.manual_seed(0)
     vit = MODELS.build(
-        dict(type='UMMAEViT', img_size=128, patch_size=16,
+        dict(type='UMVisionTransformer', img_size=128, patch_size=16,
              arch=dict(embed_dims=32, num_layers=1, num_heads=2,
                        feedforward_channels=64)))
     vit.init_weights()

@@ -60,8 +60,11 @@ def test_masks_differ_across_samples_and_reach_results():
 def test_uniform_mask_errors_are_clear():
     with pytest.raises(ValueError, match='2x2 blocks of 16-px'):
         UniformMaskGenerator(input_size=240)  # 15x15 grid: no 2x2 split
-    with pytest.raises(ValueError, match='mask_ratio=0.6 is not supported'):
+    with pytest.raises(TypeError, match="'mask_ratio': Uniform Sampling "
+                       'keeps one patch of every 2x2 block'):
         UniformMaskGenerator(mask_ratio=0.6)
+    # mmumae 0.1 configs pass its only value: accepted, with a warning
+    assert UniformMaskGenerator(mask_ratio=0.75).mask_ratio == 0.75
     for bad in (1.0, -0.1, 1.5):
         with pytest.raises(ValueError, match='sm_ratio'):
             UniformMaskGenerator(sm_ratio=bad)

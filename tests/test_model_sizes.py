@@ -88,14 +88,24 @@ def test_window_size_must_be_positive(window):
 
 
 def test_parts_that_disagree_are_refused_at_construction():
-    with pytest.raises(ValueError, match='set head patch_size=16'):
+    with pytest.raises(ValueError, match='set model.head.mask_patch_size=16'):
         _ummae('swin', 64, head=dict(patch_size=8))
-    with pytest.raises(ValueError, match='needs upscale=2 for 16-px patches; '
-                       'got upscale=1'):
+    with pytest.raises(ValueError, match='with upscale=2, not 1; set '
+                       'model.neck.upscale=2'):
         _ummae('pvt', 64, upscale=1)
-    with pytest.raises(ValueError, match='set neck in_channels=128'):
+    with pytest.raises(ValueError, match='128 channels but the decoder takes '
+                       '96; set model.neck.in_channels=128'):
         _ummae('swin', 64, in_channels=96)
-    with pytest.raises(ValueError, match='set neck patch_size=16'):
-        _ummae('swin', 64, patch_size=8, upscale=4, head=dict(patch_size=8))
+    with pytest.raises(ValueError, match='set model.neck.mask_patch_size=16'):
+        _ummae('swin', 64, mask_patch_size=8, upscale=4,
+               head=dict(patch_size=8))
+    with pytest.raises(ValueError, match='stride .4 px. is not a multiple'):
+        _ummae('swin', 64, out_indices=(0, ))
+    with pytest.raises(TypeError, match='not a UM encoder'):
+        MODELS.build(dict(
+            type='UMMAE', backbone=dict(type='ResNet', depth=18),
+            neck=dict(type='UMMAEPretrainDecoder'),
+            head=dict(type='MAEPretrainHead', loss=dict(
+                type='PixelReconstructionLoss', criterion='L2'))))
     with pytest.raises(ValueError, match='multiple of 32 px; 240x240 is not'):
         _ummae('swin', 240)

@@ -104,13 +104,15 @@ def test_square_only_head_is_refused_at_construction():
     with pytest.raises(ValueError, match="224x160 is not square.*"
                        "type='UMMAEPretrainHead'"):
         MODELS.build(cfg)
-    MODELS.build(dict(cfg, head=dict(cfg['head'], type='UMMAEPretrainHead')))
+    MODELS.build(dict(cfg, head=dict(
+        type='UMMAEPretrainHead', norm_pix=True, mask_patch_size=16,
+        loss=dict(type='PixelReconstructionLoss', criterion='L2'))))
 
 
 def test_head_patchifies_rows_then_columns():
     head = UMMAEPretrainHead(
         loss=dict(type='PixelReconstructionLoss', criterion='L2'),
-        patch_size=16)
+        mask_patch_size=16)
     img = torch.randn(2, 3, 224, 160)
     patches = head.patchify(img)
     assert patches.shape == (2, 14 * 10, 16 * 16 * 3)

@@ -137,7 +137,8 @@ def test_um_configs(path):
     gen = _transform(cfg, 'MaskGenerator')
     assert gen['type'] == 'UniformMaskGenerator'
     assert gen['input_size'] == px and gen['mask_patch_size'] == 16
-    assert gen['mask_ratio'] == 0.75 and gen['sm_ratio'] == 0.25
+    assert gen['sm_ratio'] == 0.25
+    assert TRANSFORMS.build(gen).mask_ratio == 0.75
     default = inspect.signature(
         TRANSFORMS.get('UniformMaskGenerator')).parameters['balanced'].default
     assert gen.get('balanced', default) is True  # balanced US
@@ -145,7 +146,7 @@ def test_um_configs(path):
                                                                'sm_mask']
     assert cfg.model.type == 'UMMAE'
     assert cfg.model.neck.input_size == px
-    assert cfg.model.neck.pos_order == 'true'
+    assert cfg.model.neck.pos_order == 'original'
     assert cfg.model.head.norm_pix is True
     assert cfg.model.head.loss.criterion == 'L2'
     bb = cfg.model.backbone
@@ -156,7 +157,8 @@ def test_um_configs(path):
     elif bb.type == 'UMPVT':
         assert tuple(bb.sr_ratios) == (4, 2, 1, 1)
     else:
-        assert bb.type == 'UMMAEViT' and px == 224 and bb.img_size == 224
+        assert bb.type == 'UMVisionTransformer' and px == 224
+        assert bb.img_size == 224
 
 
 @pytest.mark.parametrize('path', _simmim_paper(), ids=osp.basename)
@@ -191,12 +193,12 @@ def _tiny(cfg: Config) -> Config:
     bb = cfg.model.backbone
     arch = {'UMSwinTransformer': TINY_SWIN, 'UMPVT': TINY_PVT,
             'UMStockSwinTransformer': TINY_SWIN,
-            'SimMIMSwinTransformer': TINY_SWIN, 'UMMAEViT': TINY_VIT,
-            'MAEViT': TINY_VIT}[bb.type]
+            'SimMIMSwinTransformer': TINY_SWIN,
+            'UMVisionTransformer': TINY_VIT, 'MAEViT': TINY_VIT}[bb.type]
     bb.arch = arch
     last = arch['embed_dims']
     last = last[-1] if isinstance(last, list) else (
-        last if 'ViT' in bb.type else last * 8)
+        last if bb.type in ('UMVisionTransformer', 'MAEViT') else last * 8)
     if cfg.model.type == 'MAE':
         cfg.model.neck.embed_dim = last
     else:
@@ -215,7 +217,7 @@ def test_built_model_and_optimizer(path):
     if type(bb).__name__ == 'UMPVT':
         assert list(bb.sr_ratios) == list(cfg.model.backbone.sr_ratios)
     if cfg.model.type == 'UMMAE':
-        assert model.head.norm_pix and model.neck.pos_order == 'true'
+        assert model.head.norm_pix and model.neck.pos_order == 'original'
         assert isinstance(model.head.loss_module.penalty, torch.nn.MSELoss)
     if cfg.model.type == 'SimMIM':
         assert isinstance(model.head.loss_module.penalty, torch.nn.L1Loss)

@@ -119,7 +119,7 @@ def test_compact_coordinates_and_table_index():
                                    um_window_size=8)
     mask, sm = masks(3, 128, seed=3)
     x = torch.randn(3, 3, 128, 128)
-    _, _, coords = model.compact_input(x, mask, sm)
+    coords = model.compact_input(x, mask, sm).coords
     per_stage = model.stage_coordinates(coords)
     assert [tuple(c.shape[1:3]) for c in per_stage] == [(16, 16), (8, 8),
                                                         (4, 4), (2, 2)]

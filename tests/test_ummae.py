@@ -1,6 +1,7 @@
 """UM-MAE algorithm, decoder, checkpoints, demo configs and SimMIM."""
 import os
 import os.path as osp
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,7 +20,7 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TINY_SWIN = dict(embed_dims=16, depths=[1, 1, 1, 1], num_heads=[1, 2, 2, 4])
 
 
-def _tiny_ummae(size=64, pos_order='true', backbone=None):
+def _tiny_ummae(size=64, pos_order='original', backbone=None):
     backbone = backbone or dict(
         type='UMSwinTransformer', arch=TINY_SWIN, window_size=4)
     model = MODELS.build(
@@ -98,10 +99,10 @@ def test_decoder_position_orders():
     samples = _samples(8, size=256, seed=3)
     mask = torch.stack([s.mask for s in samples])
     kept = kept_patch_ids(mask)
-    true_dec = _tiny_ummae(size=256).neck
+    original_dec = _tiny_ummae(size=256).neck
     ref_dec = _tiny_ummae(size=256, pos_order='reference').neck
-    # true order: visible token k gets the embedding of the patch it came from
-    assert torch.equal(true_dec.visible_position_ids(kept), kept)
+    # original order: visible token k gets the embedding of its own patch
+    assert torch.equal(original_dec.visible_position_ids(kept), kept)
     ref = ref_dec.visible_position_ids(kept)
     assert torch.equal(ref, torch.sort(kept, 1).values)  # raster order
     wrong = (ref != kept).sum(1)
@@ -112,7 +113,7 @@ def test_decoder_position_orders():
 
 
 def test_both_orders_train_and_decoder_checks_size():
-    for order in ('true', 'reference'):
+    for order in ('original', 'reference'):
         torch.manual_seed(0)
         model = _tiny_ummae(pos_order=order)
         loss = model.loss(torch.randn(2, 3, 64, 64), _samples(2))['loss']
@@ -267,7 +268,7 @@ def test_demo_configs_lower_the_loss(tmp_path, demo_data, config):
 
 def test_um_on_plain_vit_trains_and_checks_patch_size():
     torch.manual_seed(0)
-    vit = dict(type='UMMAEViT', img_size=64, patch_size=16,
+    vit = dict(type='UMVisionTransformer', img_size=64, patch_size=16,
                arch=dict(embed_dims=32, num_layers=2, num_heads=2,
                          feedforward_channels=64))
     model = MODELS.build(
@@ -300,3 +301,44 @@ def test_um_on_plain_vit_trains_and_checks_patch_size():
         model.backbone(
             img, torch.zeros(2, 8, 8, dtype=torch.bool),
             torch.zeros(2, 8, 8, dtype=torch.bool))
+
+
+DEMO_CONFIGS = sorted(
+    str(p.relative_to(REPO)) for p in Path(REPO, 'configs/ummae').glob(
+        '*_demo.py'))
+
+
+@pytest.mark.parametrize('config', DEMO_CONFIGS)
+def test_demo_config_refuses_a_decoder_that_does_not_fit(config):
+    """Every UM demo config (the stock-Swin one included) builds, and with
+    ``model.neck.in_channels=999`` is refused at build by one line that
+    names the backbone's channels and the setting to change."""
+    cfg = Config.fromfile(osp.join(REPO, config))
+    model = MODELS.build(cfg.model)
+    channels = model.backbone.out_channels
+    cfg.merge_from_dict({'model.neck.in_channels': 999})
+    with pytest.raises(ValueError) as err:
+        MODELS.build(cfg.model)
+    message = str(err.value)
+    assert '\n' not in message
+    assert f'has {channels} channels' in message
+    assert f'set model.neck.in_channels={channels}.' in message
+
+
+@pytest.mark.parametrize('cfg,new', [
+    (dict(type='UMMAEViT'), "set type='UMVisionTransformer'"),
+    (dict(type='UMVisionTransformer', mask_ratio=0.75), 'delete it'),
+    (dict(type='UMMAEPretrainDecoder', patch_size=16), "'mask_patch_size'"),
+    (dict(type='UMMAEPretrainDecoder', in_chans=3), "'img_channels'"),
+    (dict(type='UMMAEPretrainDecoder', pos_order='true'), "'original'"),
+    (dict(type='UMMAEPretrainHead', patch_size=16,
+          loss=dict(type='PixelReconstructionLoss')), "'mask_patch_size'"),
+    (dict(type='UMMAEPretrainHead', in_channels=3,
+          loss=dict(type='PixelReconstructionLoss')), "'img_channels'"),
+])
+def test_old_argument_names_fail_with_their_new_name(cfg, new):
+    """A config written for the names before the rename fails at build
+    with one line that names the replacement."""
+    with pytest.raises((TypeError, ValueError)) as err:
+        MODELS.build(cfg)
+    assert new in str(err.value) and '\n' not in str(err.value)

@@ -1,4 +1,4 @@
-# Fine-tune a UM-MAE pre-trained ViT-B/16 (UMMAEViT; mmpretrain's
+# Fine-tune a UM-MAE pre-trained ViT-B/16 (UMVisionTransformer; mmpretrain's
 # VisionTransformer has the same parameter names) on ImageNet-1K: 100 epochs
 # at 224 px, average-pooled tokens, layer-wise lr decay 0.8 as the
 # reference's ViT-B fine-tuning (paper: top-1 82.88). The recipe otherwise as

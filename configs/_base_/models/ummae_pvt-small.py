@@ -16,10 +16,10 @@ model = dict(
         num_heads=16,
         upscale=2,
         input_size=256,
-        patch_size=16,
-        pos_order='true'),
+        mask_patch_size=16,
+        pos_order='original'),
     head=dict(
         type='UMMAEPretrainHead',
         norm_pix=True,
-        patch_size=16,
+        mask_patch_size=16,
         loss=dict(type='PixelReconstructionLoss', criterion='L2')))

@@ -3,7 +3,8 @@
 # encoder token per kept patch).
 model = dict(
     type='UMMAE',
-    backbone=dict(type='UMMAEViT', arch='b', img_size=224, patch_size=16),
+    backbone=dict(
+        type='UMVisionTransformer', arch='b', img_size=224, patch_size=16),
     neck=dict(
         type='UMMAEPretrainDecoder',
         in_channels=768,
@@ -12,10 +13,10 @@ model = dict(
         num_heads=16,
         upscale=1,
         input_size=224,
-        patch_size=16,
-        pos_order='true'),
+        mask_patch_size=16,
+        pos_order='original'),
     head=dict(
-        type='MAEPretrainHead',
+        type='UMMAEPretrainHead',
         norm_pix=True,
-        patch_size=16,
+        mask_patch_size=16,
         loss=dict(type='PixelReconstructionLoss', criterion='L2')))

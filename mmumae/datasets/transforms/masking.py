@@ -12,15 +12,17 @@ Sizes: UM-MAE needs H and W to be multiples of ``2 * mask_patch_size``
 encoders zero-pad compact maps that do not halve evenly (224 px: 7 kept
 patches a side) and the decoder crops the padding, so every such size works.
 """
+import logging
 from typing import Sequence, Tuple, Union
 
 import numpy as np
 import torch
 from mmcv.transforms import BaseTransform
+from mmengine.logging import print_log
 from mmengine.utils import to_2tuple
 
 from mmumae.registry import TRANSFORMS
-from ...models.utils import size_rule
+from ...models.utils import refuse_unknown_args, size_rule
 
 #: The only ratio Uniform Sampling can produce: one kept patch per 2x2 block.
 US_MASK_RATIO = 0.75
@@ -92,33 +94,42 @@ class UniformMaskGenerator(BaseTransform):
 
     Pack them with ``PackInputs(algorithm_keys=['mask', 'sm_mask'])``.
 
+    The ratio removed by US is always :attr:`mask_ratio` (0.75), so it is
+    not an argument.
+
     Args:
         input_size (int | tuple): Input image size (H, W). Must be a multiple
             of ``2 * mask_patch_size``. Defaults to 256.
         mask_patch_size (int): Size in pixels of a mask patch. Defaults to 16.
-        mask_ratio (float): Ratio removed by US. Only 0.75 is possible: one
-            patch kept per 2x2 block. Defaults to 0.75.
         sm_ratio (float): Ratio of the kept patches hidden by SM, in
             ``[0, 1)``; 0 disables SM. Defaults to 0.25.
         balanced (bool): Balance the kept in-block positions over the image
             (reference behaviour) instead of drawing each block
             independently. Defaults to True.
+        **kwargs: ``mask_ratio`` of mmumae 0.1: 0.75 is ignored with a
+            warning (delete it), any other value is refused.
     """
+    #: The ratio removed by Uniform Sampling (one patch of 2x2 kept).
+    mask_ratio = US_MASK_RATIO
 
     def __init__(self,
                  input_size: Union[int, Tuple[int, int]] = 256,
                  mask_patch_size: int = 16,
-                 mask_ratio: float = US_MASK_RATIO,
                  sm_ratio: float = 0.25,
-                 balanced: bool = True) -> None:
+                 balanced: bool = True,
+                 **kwargs) -> None:
         owner = type(self).__name__
-        if abs(float(mask_ratio) - US_MASK_RATIO) > 1e-9:
-            raise ValueError(
-                f'{owner}: mask_ratio={mask_ratio} is not supported. Uniform '
-                f'Sampling keeps exactly one patch of every 2x2 block, so the '
-                f'ratio is always {US_MASK_RATIO}. To hide more patches use '
-                f'sm_ratio (secondary masking); for other ratios use '
-                f'RandomPatchMaskGenerator.')
+        ratio = kwargs.pop('mask_ratio', None)
+        if ratio is not None and abs(float(ratio) - US_MASK_RATIO) < 1e-9:
+            print_log(f'{owner}: mask_ratio is not an argument any more (it '
+                      f'is always {US_MASK_RATIO}); delete it.',
+                      logger='current', level=logging.WARNING)
+        elif ratio is not None:
+            kwargs['mask_ratio'] = ratio
+        refuse_unknown_args(owner, kwargs, dict(mask_ratio=(
+            f'Uniform Sampling keeps one patch of every 2x2 block, so it '
+            f'always removes {US_MASK_RATIO}; hide more with sm_ratio, or '
+            f'use RandomPatchMaskGenerator for other ratios')))
         if not 0.0 <= float(sm_ratio) < 1.0:
             raise ValueError(
                 f'{owner}: sm_ratio={sm_ratio} must lie in [0, 1): it is the '
@@ -126,7 +137,6 @@ class UniformMaskGenerator(BaseTransform):
                 f'(0 disables secondary masking; the paper uses 0.25).')
         self.input_size = _to_2tuple(input_size, 'input_size')
         self.mask_patch_size = int(mask_patch_size)
-        self.mask_ratio = US_MASK_RATIO
         self.sm_ratio = float(sm_ratio)
         self.balanced = bool(balanced)
         self.grid = _mask_grid(self.input_size, self.mask_patch_size, 2, owner)

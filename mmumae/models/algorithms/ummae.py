@@ -1,5 +1,5 @@
 """The UM-MAE algorithm: backbone -> decoder -> head, masks from the data."""
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
 import torch
 from mmpretrain.models.heads import MAEPretrainHead
@@ -8,9 +8,9 @@ from mmpretrain.structures import DataSample
 from torch import Tensor
 
 from mmumae.registry import MODELS
-from ..backbones import UMMAEViT
-from ..backbones.base import UMBackbone
+from ..backbones import UMEncoderMixin
 from ..heads import UMMAEPretrainHead
+from ..necks import UMMAEPretrainDecoder
 from ..utils import check_patch_mask, check_uniform_mask, kept_patch_ids
 
 
@@ -25,19 +25,6 @@ def stack_sample_field(data_samples: List[DataSample], key: str,
     return torch.stack([
         torch.as_tensor(getattr(ds, key), device=device) for ds in data_samples
     ]).bool()
-
-
-def encoder_geometry(backbone) -> Optional[Tuple[int, int, int]]:
-    """``(mask_patch_size, stride, channels)`` of the map UM mode returns
-    (the last out index), or None for an unknown backbone."""
-    if isinstance(backbone, UMBackbone):
-        last = max(backbone.out_indices)
-        return (backbone.mask_patch_size,
-                backbone.patch_size * 2**last, backbone.num_features[last])
-    if isinstance(backbone, UMMAEViT):
-        patch = backbone.patch_embed.projection.kernel_size[0]
-        return patch, patch, backbone.embed_dims
-    return None
 
 
 @MODELS.register_module()
@@ -62,42 +49,47 @@ class UMMAE(BaseSelfSupervisor):
         self.mask_checked = False
 
     def _check_parts(self) -> None:
-        """Refuse backbone/decoder/head sizes that disagree, before any
-        step: patch sizes, the decoder's upscale and input channels."""
-        neck, head = self.neck, self.head
-        p = getattr(neck, 'patch_size', None)
-        if p is None:
-            return
-        hp = getattr(head, 'patch_size', p)
-        if hp != p:
-            raise ValueError(
-                f'UMMAE: the head compares {hp}-px patches but the decoder '
-                f'predicts {p}-px patches; set head patch_size={p} (the mask '
-                f'patch size).')
-        grid = getattr(neck, 'grid', None)
-        if grid is not None and grid[0] != grid[1] and \
-                type(head).patchify is MAEPretrainHead.patchify:
-            raise ValueError(
-                f'UMMAE: input_size {grid[0] * p}x{grid[1] * p} is not square '
-                f'and mmpretrain\'s MAEPretrainHead patchifies square images '
-                f'only; use head type=\'UMMAEPretrainHead\' (same loss).')
-        geo = encoder_geometry(self.backbone)
-        if geo is None:
-            return
-        mask_patch, stride, channels = geo
-        if mask_patch != p:
-            raise ValueError(
-                f'UMMAE: the backbone uses {mask_patch}-px mask patches but '
-                f'the decoder {p}-px ones; set neck patch_size={mask_patch}.')
-        if neck.upscale * p != stride:
-            raise ValueError(
-                f'UMMAE: the encoder output has a {stride}-px stride on the '
-                f'compact image, so the decoder needs upscale={stride // p} '
-                f'for {p}-px patches; got upscale={neck.upscale}.')
-        if neck.in_channels != channels:
-            raise ValueError(
-                f'UMMAE: the encoder output has {channels} channels; set '
-                f'neck in_channels={channels} (got {neck.in_channels}).')
+        """Refuse a backbone, decoder and head that disagree, at build, with
+        one line naming the setting to change."""
+        backbone, neck, head = self.backbone, self.neck, self.head
+        if not (isinstance(backbone, UMEncoderMixin)
+                and isinstance(neck, UMMAEPretrainDecoder)):
+            raise TypeError(
+                f'UMMAE: {type(backbone).__name__} + {type(neck).__name__} is '
+                f'not a UM encoder + UMMAEPretrainDecoder; use UMSwin'
+                f'Transformer, UMPVT, UMStockSwinTransformer or '
+                f'UMVisionTransformer with UMMAEPretrainDecoder.')
+        p, stride = backbone.mask_patch_size, backbone.out_stride
+        grid = neck.grid
+        checks = [
+            (neck.mask_patch_size == p, f'the backbone uses {p}-px mask '
+             f'patches but the decoder {neck.mask_patch_size}-px ones',
+             f'model.neck.mask_patch_size={p}'),
+            (head.patch_size == p, f'the head compares {head.patch_size}-px '
+             f'patches but the mask patches are {p} px',
+             f'model.head.mask_patch_size={p} (mmpretrain heads: '
+             f'patch_size={p})'),
+            (stride % p == 0, f'the backbone output stride ({stride} px) is '
+             f'not a multiple of the {p}-px mask patch',
+             'a later stage in model.backbone.out_indices'),
+            (neck.upscale * p == stride, f'the backbone output has a '
+             f'{stride}-px stride on the compact image, which the decoder '
+             f'maps to {p}-px patches with upscale={stride // p}, not '
+             f'{neck.upscale}', f'model.neck.upscale={stride // p}'),
+            (neck.in_channels == backbone.out_channels, f'the backbone '
+             f'output has {backbone.out_channels} channels but the decoder '
+             f'takes {neck.in_channels}',
+             f'model.neck.in_channels={backbone.out_channels}'),
+            (grid[0] == grid[1]
+             or type(head).patchify is not MAEPretrainHead.patchify,
+             f'input_size {grid[0] * p}x{grid[1] * p} is not square and '
+             f'mmpretrain\'s MAEPretrainHead patchifies square images only',
+             "model.head.type='UMMAEPretrainHead' (same loss; patch_size "
+             f'is mask_patch_size={p} there)'),
+        ]
+        for ok, problem, fix in checks:
+            if not ok:
+                raise ValueError(f'UMMAE: {problem}; set {fix}.')
 
     def extract_feat(self, inputs: Tensor) -> Tuple[Tensor, ...]:
         """Dense features, as for fine-tuning."""

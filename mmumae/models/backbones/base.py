@@ -1,4 +1,5 @@
-"""What every mmumae backbone shares: archs, out indices, freezing, init."""
+"""The UM encoder interface, and what the pyramid backbones share."""
+import re
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
@@ -7,44 +8,22 @@ from mmcv.cnn import build_norm_layer
 from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from mmengine.model.weight_init import trunc_normal_
-from mmengine.runner.checkpoint import CheckpointLoader, load_state_dict
+from mmengine.runner import CheckpointLoader, load_state_dict
 from torch import Tensor
 
-from mmumae.utils.checkpoint import state_dict_mismatch
-from ..utils import (check_patch_mask, expand_patch_mask, gather_patches,
-                     kept_patch_ids, original_token_coords, size_rule,
-                     take_patch_values)
-
-
-def check_um_mask(x: Tensor, mask: Tensor, mask_patch_size: int,
-                  name: str) -> Tuple[int, int, int]:
-    """Check a UM-MAE mask against the images and the backbone's mask
-    patch size; return the mask patch size in pixels and the mask grid
-    ``(p, gh, gw)`` (gh, gw even: 2x2 blocks).
-    """
-    p = check_patch_mask(mask, x.shape[-2:], name)
-    if p != mask_patch_size:
-        raise ValueError(
-            f'{name}: the mask grid implies {p}-px mask patches but the '
-            f'backbone was built with mask_patch_size={mask_patch_size}; '
-            'make them agree.')
-    gh, gw = mask.shape[-2:]
-    if gh % 2 or gw % 2:
-        raise ValueError(
-            size_rule(x.shape[-2:], 2 * p, f'{name}: UM-MAE (2x2 blocks of '
-                      f'{p}-px mask patches)') +
-            '; set the mask generator input_size accordingly.')
-    return p, gh, gw
+from ..utils import (SizeCache, check_patch_mask, expand_patch_mask,
+                     gather_patches, kept_patch_ids, original_token_coords,
+                     size_rule, take_patch_values)
 
 
 class CompactInput(NamedTuple):
-    """What a pyramid encoder needs to run UM-MAE.
+    """What an encoder needs to run UM-MAE.
 
     Attributes:
         image (Tensor): ``(B, C, H/2, W/2)`` compact image of kept patches.
-        sm_tokens (Tensor): ``(B, H/2p, W/2p)`` bool, secondary-masked
-            first-stage tokens of the compact grid.
-        coords (Tensor): ``(B, H/2p, W/2p, 2)`` long, their original
+        sm_tokens (Tensor): ``(B, H/2s, W/2s)`` bool, secondary-masked
+            first-stage tokens of the compact grid (``s``: patch size).
+        coords (Tensor): ``(B, H/2s, W/2s, 2)`` long, their original
             (row, col) in first-stage token units.
         full_hw (tuple): First-stage token grid of the full image.
     """
@@ -54,14 +33,222 @@ class CompactInput(NamedTuple):
     full_hw: Tuple[int, int]
 
 
-class UMBackbone(BaseModule):
+class UMEncoderMixin:
+    """The interface of every UM encoder, which :class:`UMMAE` checks.
+
+    Put before the library base class. An encoder calls :meth:`_setup_um`
+    (``patch_size``: patch-embedding stride, as in mmpretrain;
+    ``mask_patch_size``: pixel size of a mask patch), has ``mask_token``,
+    ``out_indices`` and ``num_features`` (or overrides :attr:`out_stride`,
+    :attr:`out_channels`) and implements :meth:`_forward_um` and
+    :meth:`_forward_full`. It gets :attr:`out_stride` and
+    :attr:`out_channels` of the map UM mode hands the decoder,
+    :meth:`compact_input`, a three-mode :meth:`forward`,
+    :attr:`default_init_cfg` (pass it when ``init_cfg`` is None),
+    :meth:`init_weights` (``Pretrained`` loaded with key checks) and one
+    cache of size-only tensors, ``_size_cache``.
+    """
+    #: Used when ``init_cfg`` is None: truncated-normal linears (std .02),
+    #: unit LayerNorms, as MAE.
+    default_init_cfg: List[dict] = [
+        dict(type='TruncNormal', layer='Linear', std=.02, bias=0.),
+        dict(type='Constant', layer='LayerNorm', val=1., bias=0.)
+    ]
+    #: Whether a mask without ``sm_mask`` runs SimMIM on the full grid.
+    simmim_mode: bool = False
+    #: State-dict names the load pre-hooks resize (shapes not checked).
+    resized_on_load: Tuple[str, ...] = ('pos_embed', )
+
+    def _setup_um(self, patch_size: int, mask_patch_size: int) -> None:
+        """Check and set the two patch sizes; make the size cache."""
+        if patch_size <= 0 or mask_patch_size % patch_size:
+            raise ValueError(
+                f'{type(self).__name__}: mask_patch_size={mask_patch_size} '
+                f'must be a multiple of patch_size={patch_size}.')
+        self.patch_size = patch_size
+        self.mask_patch_size = mask_patch_size
+        self.tokens_per_patch = mask_patch_size // patch_size
+        self._size_cache = SizeCache(128)
+
+    @property
+    def out_stride(self) -> int:
+        """Pixel stride of the last output map."""
+        return self.patch_size * 2**max(self.out_indices)
+
+    @property
+    def out_channels(self) -> int:
+        """Channels of the last output map."""
+        return self.num_features[max(self.out_indices)]
+
+    def compact_input(self,
+                      x: Tensor,
+                      mask: Tensor,
+                      sm_mask: Tensor,
+                      kept_ids: Optional[Tensor] = None) -> CompactInput:
+        """Gather the kept patches (UM mode) and track where they came from.
+
+        Args:
+            x (Tensor): Images ``(B, C, H, W)``.
+            mask (Tensor): ``(B, H/p, W/p)`` bool uniform mask.
+            sm_mask (Tensor): ``(B, H/p, W/p)`` bool secondary mask.
+            kept_ids (Tensor, optional): ``kept_patch_ids(mask)`` when the
+                caller has them. Defaults to None (computed here).
+        """
+        name = type(self).__name__
+        p = check_patch_mask(mask, x.shape[-2:], name)
+        gh, gw = mask.shape[-2:]
+        if p != self.mask_patch_size:
+            raise ValueError(
+                f'{name}: the mask grid implies {p}-px mask patches but the '
+                f'encoder uses {self.mask_patch_size}-px ones; set the mask '
+                f'generator mask_patch_size={self.mask_patch_size}.')
+        if gh % 2 or gw % 2:
+            raise ValueError(
+                size_rule(x.shape[-2:], 2 * p, f'{name}: UM-MAE (2x2 blocks '
+                          f'of {p}-px mask patches)') +
+                '; set the mask generator input_size accordingly.')
+        t = self.tokens_per_patch
+        ids = kept_patch_ids(mask, name) if kept_ids is None else kept_ids
+        compact_hw = (gh // 2, gw // 2)
+        sm = take_patch_values(sm_mask.bool(), ids).view(-1, *compact_hw)
+        return CompactInput(
+            gather_patches(x, ids, p, compact_hw), expand_patch_mask(sm, t),
+            original_token_coords(ids, gw, compact_hw, t), (gh * t, gw * t))
+
+    def forward(self,
+                x: Tensor,
+                mask: Optional[Tensor] = None,
+                sm_mask: Optional[Tensor] = None,
+                kept_ids: Optional[Tensor] = None) -> Tuple[Tensor, ...]:
+        """Run the encoder in one of three modes.
+
+        Args:
+            x (Tensor): Images ``(B, C, H, W)``.
+            mask (Tensor, optional): ``(B, H/p, W/p)`` bool on the mask-patch
+                grid, True = removed. None: dense mode.
+            sm_mask (Tensor, optional): ``(B, H/p, W/p)`` bool, secondary
+                masking of kept patches. Given (UM-MAE), ``mask`` must be a
+                uniform mask and the encoder runs on the compact image;
+                omitted (SimMIM), masked patches become mask tokens on the
+                full grid.
+            kept_ids (Tensor, optional): ``kept_patch_ids(mask)`` when the
+                caller already has them (UM mode). Defaults to None.
+
+        Returns:
+            tuple[Tensor]: ``(B, C_i, H_i, W_i)`` for each out index; in UM
+            mode the maps are on the compact grid.
+        """
+        name = type(self).__name__
+        if x.dim() != 4:
+            raise ValueError(f'{name}: expected (B, C, H, W) images, got '
+                             f'shape {tuple(x.shape)}.')
+        if mask is not None and sm_mask is not None:
+            return self._forward_um(
+                self.compact_input(x, mask, sm_mask, kept_ids))
+        if mask is not None and not self.simmim_mode:
+            raise ValueError(
+                f'{name}: UM mode needs both mask and sm_mask '
+                '(UniformMaskGenerator; PackInputs(algorithm_keys=["mask", '
+                '"sm_mask"])); a mask alone (SimMIM) is not supported here.')
+        return self._forward_full(x, mask)
+
+    def _forward_um(self, c: CompactInput) -> Tuple[Tensor, ...]:
+        """Encode the compact input of UM mode."""
+        raise NotImplementedError
+
+    def _forward_full(self, x: Tensor,
+                      mask: Optional[Tensor]) -> Tuple[Tensor, ...]:
+        """Encode the full image; ``mask`` marks the patches replaced by the
+        mask token (SimMIM), None in dense mode."""
+        raise NotImplementedError
+
+    def init_weights(self) -> None:
+        """Load ``init_cfg=dict(type='Pretrained', ...)`` with key checks, or
+        run the family's initialisation, then the mask token (truncated
+        normal) and :meth:`_extra_init`."""
+        cfg = self.init_cfg
+        if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
+            self._load_pretrained(cfg)
+            self.is_init = True
+            return
+        super().init_weights()
+        trunc_normal_(self.mask_token, std=.02)
+        self._extra_init()
+
+    def _extra_init(self) -> None:
+        """Family-specific initialisation after the common one."""
+
+    def _load_pretrained(self, cfg: dict) -> None:
+        """Load a checkpoint with mmengine, failing clearly if it does not
+        fit.
+
+        Keys are revised as by ``mmengine.runner.load_checkpoint``'s
+        ``revise_keys`` (``module.``, then ``init_cfg.prefix`` stripped);
+        other modules' keys (a decoder) are ignored. Every weight but
+        :meth:`_allowed_missing` ones must be there, in the model's shape
+        unless a load pre-hook resizes it (:attr:`resized_on_load`).
+        """
+        name, path = type(self).__name__, cfg['checkpoint']
+        ckpt = CheckpointLoader.load_checkpoint(
+            path, map_location=cfg.get('map_location', 'cpu'))
+        state = ckpt.get('state_dict', ckpt)
+        revise_keys = [(r'^module\.', '')]
+        prefix = cfg.get('prefix')
+        if prefix:
+            prefix = prefix.rstrip('.') + '.'
+            if not any(k.startswith(prefix) for k in state):
+                raise KeyError(
+                    f'{name}: no key of {path} starts with prefix {prefix!r} '
+                    f'(its keys look like: {", ".join(list(state)[:3])}); set '
+                    f'init_cfg.prefix to the module that holds the backbone, '
+                    f'or drop it for a bare backbone checkpoint.')
+            revise_keys.append(('^' + re.escape(prefix), ''))
+        for pattern, repl in revise_keys:
+            state = {re.sub(pattern, repl, k): v for k, v in state.items()}
+        own = self.state_dict()
+        fresh = [k for k in own if k not in state]
+        missing = [k for k in fresh if k not in self._allowed_missing()]
+        shapes = [
+            k for k in own if k in state and not k.endswith(
+                self.resized_on_load) and state[k].shape != own[k].shape
+        ]
+        if missing or shapes:
+            hint = ("the checkpoint holds a whole model: set "
+                    "init_cfg.prefix='backbone.'" if not prefix and any(
+                        k.startswith('backbone.') for k in state) else
+                    'check that arch (and patch/mask sizes) match the '
+                    'pre-training config')
+            what = [f'{len(missing)} missing (e.g. {missing[:3]})'] \
+                if missing else []
+            what += [
+                f'{len(shapes)} of another shape (e.g. {k}: '
+                f'{list(state[k].shape)} in the checkpoint vs '
+                f'{list(own[k].shape)} in the model)' for k in shapes[:1]
+            ]
+            raise ValueError(f'{name}: checkpoint {path} does not fit this '
+                             f'backbone: {"; ".join(what)}; {hint}.')
+        load_state_dict(self, {k: v for k, v in state.items() if k in own},
+                        strict=False, logger='current')
+        print_log(
+            f'{name}: loaded {len(own) - len(fresh)} tensors from {path}' +
+            (f'; not in the checkpoint, kept at their init: {fresh}'
+             if fresh else ''), logger='current')
+
+    def _allowed_missing(self) -> set:
+        """Keys a checkpoint may lack: output norms of stages it did not
+        output."""
+        return {f'norm{i}.{p}' for i in self.out_indices
+                for p in ('weight', 'bias')}
+
+
+class UMBackbone(UMEncoderMixin, BaseModule):
     """Base of :class:`UMSwinTransformer` and :class:`UMPVT`.
 
-    Holds what both families share: arch parsing, the three forward modes
-    and their mask checks, the compact input of UM mode, the mask token, the
-    output norms ``norm{i}``, freezing, checkpoint loading and layer depths.
-    Subclasses set ``arch_zoo``, ``stem_names`` (parameters at layer depth
-    0) and ``stage_entry`` (the per-stage downsampling module), build
+    The UM encoder interface (:class:`UMEncoderMixin`) plus what both
+    families share: arch parsing, the SimMIM token mask, the output norms
+    ``norm{i}``, freezing and layer depths. Subclasses set ``arch_zoo``,
+    ``stem_names`` (parameters at layer depth 0) and ``stage_entry`` (the
+    per-stage downsampling module), build
     ``self.stages`` (``stages.{i}.blocks.{j}`` names), ``self.mask_token``
     and ``self.num_features``, call :meth:`_add_output_norms` and
     :meth:`_freeze_stages`, and implement :meth:`_forward_um` and
@@ -100,12 +287,7 @@ class UMBackbone(BaseModule):
     required_arch_keys: Sequence[str] = ('embed_dims', 'depths', 'num_heads')
     stem_names: Sequence[str] = ('mask_token', )
     stage_entry: str = 'downsample'
-    #: Used when ``init_cfg`` is None: truncated-normal linears (std .02),
-    #: unit LayerNorms, as MAE.
-    default_init_cfg: List[dict] = [
-        dict(type='TruncNormal', layer='Linear', std=.02, bias=0.),
-        dict(type='Constant', layer='LayerNorm', val=1., bias=0.)
-    ]
+    simmim_mode = True
 
     def __init__(self,
                  arch: Union[str, dict],
@@ -155,19 +337,6 @@ class UMBackbone(BaseModule):
                            f'{sorted(missing)}.')
         return dict(arch)
 
-    def _parse_out_indices(self, out_indices: Union[int, Sequence[int]],
-                           num_stages: int) -> Tuple[int, ...]:
-        if isinstance(out_indices, int):
-            out_indices = [out_indices]
-        out = []
-        for i in out_indices:
-            j = i + num_stages if i < 0 else i
-            if not 0 <= j < num_stages:
-                raise ValueError(f'{self._name}: out index {i} is out of '
-                                 f'range for {num_stages} stages.')
-            out.append(j)
-        return tuple(out)
-
     def _setup_geometry(self, arch: dict, patch_size: int,
                         mask_patch_size: int,
                         out_indices: Union[int, Sequence[int]]) -> None:
@@ -178,15 +347,14 @@ class UMBackbone(BaseModule):
         if len(self.num_heads) != self.num_stages:
             raise ValueError(f'{self._name}: arch depths and num_heads must '
                              f'have the same length.')
-        if patch_size <= 0 or mask_patch_size % patch_size:
-            raise ValueError(
-                f'{self._name}: mask_patch_size={mask_patch_size} must be a '
-                f'multiple of patch_size={patch_size}.')
-        self.patch_size = patch_size
-        self.mask_patch_size = mask_patch_size
-        self.tokens_per_patch = mask_patch_size // patch_size
-        self.out_indices = self._parse_out_indices(out_indices,
-                                                   self.num_stages)
+        self._setup_um(patch_size, mask_patch_size)
+        n = self.num_stages
+        out_indices = [out_indices] if isinstance(out_indices, int) \
+            else out_indices
+        if not all(-n <= i < n for i in out_indices):
+            raise ValueError(f'{self._name}: out_indices {out_indices} are '
+                             f'out of range for {n} stages.')
+        self.out_indices = tuple(i % n for i in out_indices)
 
     def _drop_path_rates(self, rate: float) -> List[List[float]]:
         """Stochastic depth rising linearly over all blocks, per stage."""
@@ -206,70 +374,12 @@ class UMBackbone(BaseModule):
         """Normalise stage ``i``'s ``(B, H, W, C)`` map -> ``(B, C, H, W)``."""
         return getattr(self, f'norm{i}')(x).permute(0, 3, 1, 2).contiguous()
 
-    def _compact_input(self,
-                       x: Tensor,
-                       mask: Tensor,
-                       sm_mask: Tensor,
-                       kept_ids: Optional[Tensor] = None) -> CompactInput:
-        """Gather the kept patches (UM mode) and track where they came from.
-
-        ``kept_ids`` are ``kept_patch_ids(mask)`` when the caller has them
-        already (computed here when None).
-        """
-        p, gh, gw = check_um_mask(x, mask, self.mask_patch_size,
-                                  self._name)
-        t = self.tokens_per_patch
-        ids = kept_patch_ids(mask, self._name) if kept_ids is None \
-            else kept_ids
-        compact_hw = (gh // 2, gw // 2)
-        sm = take_patch_values(sm_mask.bool(), ids).view(-1, *compact_hw)
-        return CompactInput(
-            gather_patches(x, ids, p, compact_hw), expand_patch_mask(sm, t),
-            original_token_coords(ids, gw, compact_hw, t), (gh * t, gw * t))
-
-    def forward(self,
-                x: Tensor,
-                mask: Optional[Tensor] = None,
-                sm_mask: Optional[Tensor] = None,
-                kept_ids: Optional[Tensor] = None) -> Tuple[Tensor, ...]:
-        """Run the encoder in one of three modes.
-
-        Args:
-            x (Tensor): Images ``(B, C, H, W)``.
-            mask (Tensor, optional): ``(B, H/p, W/p)`` bool on the mask-patch
-                grid, True = removed. None: dense mode.
-            sm_mask (Tensor, optional): ``(B, H/p, W/p)`` bool, secondary
-                masking of kept patches. Given (UM-MAE), ``mask`` must be a
-                uniform mask and the encoder runs on the compact image;
-                omitted (SimMIM), masked patches become mask tokens on the
-                full grid.
-            kept_ids (Tensor, optional): ``kept_patch_ids(mask)`` when the
-                caller already has them (UM mode). Defaults to None
-                (computed here).
-
-        Returns:
-            tuple[Tensor]: ``(B, C_i, H_i, W_i)`` for each out index; in UM
-            mode the maps are on the compact grid.
-        """
-        self._check_input(x)
-        if mask is not None and sm_mask is not None:
-            return self._forward_um(
-                self._compact_input(x, mask, sm_mask, kept_ids))
-        token_mask = None if mask is None else self._simmim_tokens(x, mask)
-        return self._forward_full(x, token_mask)
-
-    def _forward_um(self, c: CompactInput) -> Tuple[Tensor, ...]:
-        """Encode the compact input of UM mode."""
-        raise NotImplementedError
-
-    def _forward_full(self, x: Tensor,
-                      token_mask: Optional[Tensor]) -> Tuple[Tensor, ...]:
-        """Encode the full image; ``token_mask`` ``(B, H/4, W/4)`` marks the
-        tokens replaced by the mask token (SimMIM), None in dense mode."""
-        raise NotImplementedError
-
-    def _simmim_tokens(self, x: Tensor, mask: Tensor) -> Tensor:
-        """Token-level ``(B, H/4, W/4)`` mask of a SimMIM (full-grid) mask."""
+    def _token_mask(self, x: Tensor,
+                    mask: Optional[Tensor]) -> Optional[Tensor]:
+        """Token-level ``(B, H/s, W/s)`` mask of a SimMIM (full-grid) mask;
+        None in dense mode."""
+        if mask is None:
+            return None
         p = check_patch_mask(mask, x.shape[-2:], self._name)
         if p % self.patch_size:
             raise ValueError(f'{self._name}: {p}-px mask patches are not a '
@@ -292,109 +402,20 @@ class UMBackbone(BaseModule):
             return x + token.sum() * 0.
         return x
 
-    def _check_input(self, x: Tensor) -> None:
-        if x.dim() != 4:
-            raise ValueError(f'{self._name}: expected (B, C, H, W) images, '
-                             f'got shape {tuple(x.shape)}.')
-
-    def init_weights(self) -> None:
-        """Load ``init_cfg=dict(type='Pretrained', ...)`` with key checks, or
-        initialise by ``init_cfg`` (:attr:`default_init_cfg` when None),
-        then the mask token (truncated normal) and :meth:`_extra_init`."""
-        cfg = self.init_cfg
-        if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
-            self._load_pretrained(cfg)
-            self._is_init = True
-            return
-        super().init_weights()
-        trunc_normal_(self.mask_token, std=.02)
-        self._extra_init()
-
-    def _extra_init(self) -> None:
-        """Family-specific initialisation after the common one."""
-
-    def _load_pretrained(self, cfg: dict) -> None:
-        """Load a checkpoint, failing clearly when its keys do not fit.
-
-        Allowed differences: the keys of :meth:`_allowed_missing` (output
-        norms of stages the checkpoint did not output), which keep their
-        default init, and extra keys in the checkpoint (e.g. a decoder),
-        which are ignored.
-        """
-        path = cfg['checkpoint']
-        # mmengine's public loader (local files: mmumae's read_checkpoint)
-        ckpt = CheckpointLoader.load_checkpoint(
-            path, map_location=cfg.get('map_location', 'cpu'))
-        state = ckpt.get('state_dict', ckpt) if isinstance(ckpt,
-                                                           dict) else ckpt
-        prefix = cfg.get('prefix')
-        if prefix:
-            prefix = prefix if prefix.endswith('.') else prefix + '.'
-            sub = {k[len(prefix):]: v for k, v in state.items()
-                   if k.startswith(prefix)}
-            if not sub:
-                sample = ', '.join(list(state)[:3])
-                raise KeyError(
-                    f'{self._name}: no key of {path} starts with prefix '
-                    f'{prefix!r} (its keys look like: {sample}); set '
-                    f'init_cfg.prefix to the module that holds the backbone, '
-                    f'or drop it for a bare backbone checkpoint.')
-            state = sub
-        state = self._adapt_checkpoint(state, path)
-        allowed = self._allowed_missing()
-        mismatch = state_dict_mismatch(self, state)
-        missing = [k for k in mismatch.missing if k not in allowed]
-        if missing or mismatch.shapes:
-            hint = ("the checkpoint holds a whole model: set "
-                    "init_cfg.prefix='backbone.'" if not prefix and any(
-                        k.startswith('backbone.') for k in state) else
-                    'check that arch (and patch/mask sizes) match the '
-                    'pre-training config')
-            details = [f'{len(missing)} missing (e.g. {missing[:3]})'] \
-                if missing else []
-            details += [
-                f'{len(mismatch.shapes)} of another shape (e.g. {k})'
-                for k in mismatch.shapes[:1]
-            ]
-            raise ValueError(f'{self._name}: checkpoint {path} does not fit '
-                             f'this backbone: {"; ".join(details)}; {hint}.')
-        load_state_dict(self, state, strict=False, logger='current')
-        fresh = sorted(k for k in mismatch.missing if k in allowed)
-        print_log(
-            f'{self._name}: loaded {mismatch.num_model_keys - len(fresh)} '
-            f'tensors from {path}'
-            + (f'; not in the checkpoint, kept at their default init: {fresh}'
-               if fresh else ''), logger='current')
-
-    def _allowed_missing(self) -> set:
-        """Keys a checkpoint may lack: output norms of stages it did not
-        output."""
-        return {f'norm{i}.{p}' for i in self.out_indices
-                for p in ('weight', 'bias')}
-
-    def _adapt_checkpoint(self, state: dict, path: str) -> dict:
-        """Family-specific adaptation of a checkpoint before the checks."""
-        return state
-
-    def _frozen_modules(self) -> List[nn.Module]:
-        """Modules frozen by ``frozen_stages`` (stem + stages + out norms)."""
-        frozen = [getattr(self, n, None) for n in self.stem_names]
-        frozen = [m for m in frozen if isinstance(m, nn.Module)]
-        frozen += list(self.stages[:self.frozen_stages + 1])
-        frozen += [
-            getattr(self, f'norm{i}') for i in self.out_indices
-            if i <= self.frozen_stages
-        ]
-        return frozen
-
     def _freeze_stages(self) -> None:
+        """Freeze the stem, stages up to ``frozen_stages`` and their output
+        norms."""
         if self.frozen_stages < 0:
             return
-        for name in self.stem_names:
-            param = getattr(self, name, None)
+        stem = [getattr(self, n, None) for n in self.stem_names]
+        for param in stem:
             if isinstance(param, nn.Parameter):
                 param.requires_grad = False
-        for m in self._frozen_modules():
+        frozen = [m for m in stem if isinstance(m, nn.Module)]
+        frozen += list(self.stages[:self.frozen_stages + 1])
+        frozen += [getattr(self, f'norm{i}') for i in self.out_indices
+                   if i <= self.frozen_stages]
+        for m in frozen:
             m.eval()
             for p in m.parameters():
                 p.requires_grad = False

@@ -212,7 +212,6 @@ class UMPVT(UMBackbone):
                              'stage.')
         self.sr_ratios = list(sr_ratios)
         self.num_features = self.embed_dims
-        self._pos_cache: Dict[tuple, Tensor] = {}
 
         self.mask_token = nn.Parameter(torch.zeros(1, 1, self.embed_dims[0]))
         self.learnable_pos_embed = learnable_pos_embed
@@ -241,11 +240,10 @@ class UMPVT(UMBackbone):
             pe = resize_pos_embed(self.pos_embed, self.pos_grid, hw,
                                   mode='bicubic', num_extra_tokens=0)
             return pe[0].to(dtype)
-        key = (hw, str(device), dtype)
-        if key not in self._pos_cache:
-            pe = sincos_2d_colfirst(*hw, self.embed_dims[0])
-            self._pos_cache[key] = pe.to(device=device, dtype=dtype)
-        return self._pos_cache[key]
+        return self._size_cache.get(
+            ('pos_embed', hw, str(device), dtype),
+            lambda: sincos_2d_colfirst(*hw, self.embed_dims[0]).to(
+                device=device, dtype=dtype))
 
     def _allowed_missing(self) -> set:
         """A learnable ``pos_embed`` may be missing from a checkpoint of a
@@ -296,8 +294,9 @@ class UMPVT(UMBackbone):
                                 pe[idx.flatten(1)])
 
     def _forward_full(self, x: Tensor,
-                      token_mask: Optional[Tensor]) -> Tuple[Tensor, ...]:
+                      mask: Optional[Tensor]) -> Tuple[Tensor, ...]:
         """Dense and SimMIM modes: the whole stage-1 table."""
+        token_mask = self._token_mask(x, mask)
         p = self.patch_size
         hw = (-(-x.shape[2] // p), -(-x.shape[3] // p))
         pe = self.position_embedding(hw, x.device, x.dtype)

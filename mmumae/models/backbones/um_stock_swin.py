@@ -17,27 +17,24 @@ is the table the model holds (``window_size=16``). Dense fine-tuning at
 window 16 uses it as it is; other windows resize it as mmpretrain's Swin
 does when it loads a checkpoint.
 """
-from typing import List, Optional, Tuple
+from typing import List, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torch.utils.checkpoint as cp
-from mmengine.model.weight_init import trunc_normal_
 from mmpretrain.models.backbones import SwinTransformer
 from mmpretrain.models.backbones.swin_transformer import SwinBlock
 from torch import Tensor
 
 from mmumae.registry import register_backbone
-from ..utils import (SizeCache, WindowGeometry, build_window_geometry,
-                     expand_patch_mask, from_windows, gather_patches,
-                     kept_patch_ids, original_token_coords,
-                     take_patch_values, to_windows)
-from .base import check_um_mask
+from ..utils import (WindowGeometry, build_window_geometry, from_windows,
+                     to_windows)
+from .base import CompactInput, UMEncoderMixin
 
 
 @register_backbone
-class UMStockSwinTransformer(SwinTransformer):
+class UMStockSwinTransformer(UMEncoderMixin, SwinTransformer):
     """mmpretrain's Swin Transformer with the UM-MAE compact-grid mode.
 
     Two forward modes:
@@ -73,29 +70,25 @@ class UMStockSwinTransformer(SwinTransformer):
         mask_patch_size (int): Pixel size of a mask patch, a multiple of
             ``patch_size``. Defaults to 16.
         patch_size (int): Patch-embedding stride. Defaults to 4.
-        init_cfg (dict | list, optional): Initialisation. Defaults to None:
-            truncated-normal linears (std .02) and unit LayerNorms, as
-            mmpretrain's MIM Swin configs; ``mask_token`` is always drawn
-            from a truncated normal unless a checkpoint is loaded.
+        init_cfg (dict | list, optional): Initialisation config. Defaults
+            to None (:attr:`default_init_cfg`, as mmpretrain's MIM Swin
+            configs); ``mask_token`` is drawn from a truncated normal
+            unless a checkpoint is loaded.
         **kwargs: Every other ``SwinTransformer`` option (``out_indices``,
             ``drop_path_rate``, ``stage_cfgs``, ``pad_small_map``,
             ``with_cp``, ``frozen_stages``, ...). ``use_abs_pos_embed``
             and ``out_after_downsample`` are refused (UM mode has neither).
     """
-    #: Used when ``init_cfg`` is None.
-    default_init_cfg: List[dict] = [
-        dict(type='TruncNormal', layer='Linear', std=.02, bias=0.),
-        dict(type='Constant', layer='LayerNorm', val=1., bias=0.)
-    ]
+    resized_on_load = ('relative_position_bias_table', )
 
     def __init__(self,
-                 arch='tiny',
+                 arch: Union[str, dict] = 'tiny',
                  img_size: int = 256,
                  window_size: int = 16,
                  um_window_size: int = 8,
                  mask_patch_size: int = 16,
                  patch_size: int = 4,
-                 init_cfg=None,
+                 init_cfg: Optional[Union[dict, List[dict]]] = None,
                  **kwargs) -> None:
         for key in ('use_abs_pos_embed', 'out_after_downsample'):
             if kwargs.get(key):
@@ -106,10 +99,6 @@ class UMStockSwinTransformer(SwinTransformer):
             raise ValueError(
                 f'UMStockSwinTransformer: um_window_size={um_window_size!r} '
                 f'must be a positive int (8 for pre-training).')
-        if patch_size <= 0 or mask_patch_size % patch_size:
-            raise ValueError(
-                f'UMStockSwinTransformer: mask_patch_size={mask_patch_size} '
-                f'must be a multiple of patch_size={patch_size}.')
         super().__init__(
             arch=arch,
             img_size=img_size,
@@ -117,95 +106,29 @@ class UMStockSwinTransformer(SwinTransformer):
             window_size=window_size,
             init_cfg=init_cfg or self.default_init_cfg,
             **kwargs)
+        self._setup_um(patch_size, mask_patch_size)
         self.um_window_size = um_window_size
-        self.patch_size = patch_size
-        self.mask_patch_size = mask_patch_size
-        self.tokens_per_patch = mask_patch_size // patch_size
         self.mask_token = nn.Parameter(torch.zeros(1, 1, 1, self.embed_dims))
-        self._masks = SizeCache(64)
 
-    def init_weights(self) -> None:
-        """Stock initialisation (or loading), then the mask token."""
-        super().init_weights()
-        if not (isinstance(self.init_cfg, dict)
-                and self.init_cfg.get('type') == 'Pretrained'):
-            trunc_normal_(self.mask_token, std=.02)
+    def _forward_full(self, x: Tensor,
+                      mask: Optional[Tensor]) -> Tuple[Tensor, ...]:
+        """Dense mode: the stock forward."""
+        return SwinTransformer.forward(self, x)
 
-    # ------------------------------------------------------------ forward
-    def forward(self,
-                x: Tensor,
-                mask: Optional[Tensor] = None,
-                sm_mask: Optional[Tensor] = None,
-                kept_ids: Optional[Tensor] = None) -> Tuple[Tensor, ...]:
-        """Dense mode (stock) or UM mode.
-
-        Args:
-            x (Tensor): Images ``(B, C, H, W)``.
-            mask (Tensor, optional): ``(B, H/p, W/p)`` bool uniform mask on
-                the mask-patch grid, True = removed. None: dense mode.
-            sm_mask (Tensor, optional): ``(B, H/p, W/p)`` bool secondary
-                mask of the kept patches; required with ``mask``.
-            kept_ids (Tensor, optional): ``kept_patch_ids(mask)`` when the
-                caller has them. Defaults to None (computed here).
-
-        Returns:
-            tuple[Tensor]: ``(B, C_i, H_i, W_i)`` per out index; in UM mode
-            on the compact grid.
-        """
-        if mask is None and sm_mask is None:
-            if x.dim() != 4:
-                raise ValueError(f'UMStockSwinTransformer: expected (B, C, '
-                                 f'H, W) images, got {tuple(x.shape)}.')
-            return super().forward(x)
-        if mask is None or sm_mask is None:
-            raise ValueError(
-                'UMStockSwinTransformer: UM mode needs both mask and sm_mask '
-                '(UniformMaskGenerator; PackInputs(algorithm_keys=["mask", '
-                '"sm_mask"])); a SimMIM-style mask alone is not supported, '
-                'use mmpretrain\'s SimMIMSwinTransformer for that.')
-        img, sm_tokens, coords = self.compact_input(x, mask, sm_mask,
-                                                    kept_ids)
-        return self._forward_um(img, sm_tokens, coords)
-
-    def compact_input(
-            self,
-            x: Tensor,
-            mask: Tensor,
-            sm_mask: Tensor,
-            kept_ids: Optional[Tensor] = None
-    ) -> Tuple[Tensor, Tensor, Tensor]:
-        """The compact image of the kept patches and where it came from.
-
-        Returns:
-            tuple: ``(B, C, H/2, W/2)`` compact image, ``(B, h, w)`` bool
-            secondary-masked first-stage tokens and ``(B, h, w, 2)`` long
-            original (row, col) of every first-stage token.
-        """
-        name = type(self).__name__
-        if x.dim() != 4:
-            raise ValueError(f'{name}: expected (B, C, H, W) images, got '
-                             f'{tuple(x.shape)}.')
-        p, gh, gw = check_um_mask(x, mask, self.mask_patch_size, name)
-        t = self.tokens_per_patch
-        ids = kept_patch_ids(mask, name) if kept_ids is None else kept_ids
-        hw = (gh // 2, gw // 2)
-        sm = take_patch_values(sm_mask.bool(), ids).view(-1, *hw)
-        return (gather_patches(x, ids, p, hw), expand_patch_mask(sm, t),
-                original_token_coords(ids, gw, hw, t))
-
-    def _forward_um(self, img: Tensor, sm_tokens: Tensor,
-                    coords: Tensor) -> Tuple[Tensor, ...]:
+    def _forward_um(self, c: CompactInput) -> Tuple[Tensor, ...]:
         pe = self.patch_embed
+        img = c.image
         if pe.adaptive_padding is not None:
             img = pe.adaptive_padding(img)
         x = pe.projection(img).permute(0, 2, 3, 1)  # (B, h, w, C)
-        x = torch.where(sm_tokens[..., None], self.mask_token.to(x.dtype), x)
+        x = torch.where(c.sm_tokens[..., None], self.mask_token.to(x.dtype),
+                        x)
         if pe.norm is not None:
             x = pe.norm(x)
         x = self.drop_after_pos(x)
         outs = []
         for i, (stage, crd) in enumerate(
-                zip(self.stages, self.stage_coordinates(coords))):
+                zip(self.stages, self.stage_coordinates(c.coords))):
             geos = {}
             for blk in stage.blocks:
                 shifted = blk.attn.shift_size > 0
@@ -217,23 +140,17 @@ class UMStockSwinTransformer(SwinTransformer):
                 out = getattr(self, f'norm{i}')(x)
                 outs.append(out.permute(0, 3, 1, 2).contiguous())
             if stage.downsample is not None:
-                b, h, w, c = x.shape
-                x, (h, w) = stage.downsample(x.reshape(b, h * w, c), (h, w))
+                b, h, w, ch = x.shape
+                x, (h, w) = stage.downsample(x.reshape(b, h * w, ch), (h, w))
                 x = x.view(b, h, w, -1)
         return tuple(outs)
 
     def stage_coordinates(self, coords: Tensor) -> List[Tensor]:
-        """Original coordinates of the compact tokens of every stage.
-
-        Args:
-            coords (Tensor): ``(B, h, w, 2)`` long, first-stage coordinates
-                (as :meth:`compact_input` returns them).
-
-        Returns:
-            list[Tensor]: One ``(B, h_i, w_i, 2)`` long tensor per stage, in
-            that stage's token units: a token merged by ``PatchMerging``
-            sits where its top-left token sat, halved (rounded down; an odd
-            map's extra row and column come from the merging's padding).
+        """Per stage, the ``(B, h_i, w_i, 2)`` original coordinates of the
+        compact tokens in that stage's units, from the first stage's
+        ``coords`` (``compact_input(...).coords``): a token merged by
+        ``PatchMerging`` sits where its top-left token sat, halved (rounded
+        down; an odd map's extra row and column are the merging's padding).
         """
         out = [coords]
         for _ in range(1, len(self.stages)):
@@ -287,7 +204,8 @@ class UMStockSwinTransformer(SwinTransformer):
         radius = table_window - 1
         geo = build_window_geometry(
             coords, window_size=self.um_window_size, quantum=1,
-            radius=radius, stage=stage, shifted=shifted, cache=self._masks)
+            radius=radius, stage=stage, shifted=shifted,
+            cache=self._size_cache)
         # the helper indexes key minus query; the stock table is indexed by
         # query minus key: the same table read backwards
         stock = (2 * radius + 1)**2 - 1 - geo.rel_index

@@ -19,7 +19,7 @@ from mmengine.model import BaseModule, ModuleList
 from torch import Tensor
 
 from mmumae.registry import register_backbone
-from ..utils import (AttentionBase, SizeCache, WindowGeometry, build_blocks,
+from ..utils import (AttentionBase, WindowGeometry, build_blocks,
                      build_window_geometry, from_windows, to_windows)
 from .base import CompactInput, UMBackbone
 
@@ -240,8 +240,6 @@ class UMSwinTransformer(UMBackbone):
                 f'UMSwinTransformer: window_size={window_size!r} must be a '
                 f'positive int; use 8 for pre-training, 16 downstream.')
         self.window_size = window_size
-        self._geometry_cache = SizeCache(64)
-        self._static_cache = SizeCache(128)
 
         self.patch_embed = nn.Conv2d(in_channels, self.embed_dims,
                                      patch_size, patch_size)
@@ -267,22 +265,20 @@ class UMSwinTransformer(UMBackbone):
 
     def _stage_geometry(self, coords: Tensor, shifted: bool, quantum: int,
                         radius: Optional[int], stage: int) -> WindowGeometry:
-        """Geometry of a stage; cached per input size on the regular grid.
-
-        ``radius=None`` means the regular grid: differences stay inside a
-        window. Dense inputs of one size share one geometry (index tensors
-        and masks, no parameters), built once and reused; UM inputs carry
-        per-sample coordinates and are built per batch.
+        """Geometry of a stage. ``radius=None``: the regular grid, whose
+        geometry (index tensors and masks, no parameters) is cached per
+        input size; UM inputs carry per-sample coordinates: built per batch.
         """
         build = partial(build_window_geometry, window_size=self.window_size,
                         quantum=quantum, stage=stage, shifted=shifted,
-                        cache=self._static_cache)
+                        cache=self._size_cache)
         if radius is not None:
             return build(coords, radius=radius)
         hw = tuple(coords.shape[1:3])
         radius = max(min(self.window_size, max(hw)) - 1, 0)
-        key = (hw, quantum, radius, stage, shifted, str(coords.device))
-        return self._geometry_cache.get(
+        key = ('geometry', hw, quantum, radius, stage, shifted,
+               str(coords.device))
+        return self._size_cache.get(
             key, lambda: build(coords, radius=radius))
 
     def _embed(self, x: Tensor, token_mask: Optional[Tensor]) -> Tensor:
@@ -301,9 +297,9 @@ class UMSwinTransformer(UMBackbone):
             self._embed(c.image, c.sm_tokens), c.coords, quanta, radii)
 
     def _forward_full(self, x: Tensor,
-                      token_mask: Optional[Tensor]) -> Tuple[Tensor, ...]:
+                      mask: Optional[Tensor]) -> Tuple[Tensor, ...]:
         """Dense and SimMIM modes: the regular grid."""
-        x = self._embed(x, token_mask)
+        x = self._embed(x, self._token_mask(x, mask))
         coords = self._grid_coords(*x.shape[1:3], x.device)
         quanta = [2**i for i in range(self.num_stages)]
         return self._run_stages(x, coords, quanta, [None] * self.num_stages)
@@ -330,7 +326,7 @@ class UMSwinTransformer(UMBackbone):
         when both masks are given, else the regular grid.
         """
         if mask is not None and sm_mask is not None:
-            coords = self._compact_input(x, mask, sm_mask)[2]
+            coords = self.compact_input(x, mask, sm_mask).coords
         else:
             coords = self._grid_coords(x.shape[2] // self.patch_size,
                                        x.shape[3] // self.patch_size, x.device)

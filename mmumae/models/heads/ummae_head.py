@@ -6,6 +6,7 @@ from mmpretrain.models.heads import MAEPretrainHead
 from torch import Tensor
 
 from mmumae.registry import MODELS
+from ..utils import refuse_unknown_args
 
 
 @MODELS.register_module()
@@ -21,19 +22,35 @@ class UMMAEPretrainHead(MAEPretrainHead):
         loss (dict): Config of the pixel loss.
         norm_pix (bool): Normalise each target patch by its mean and
             variance. Defaults to False.
-        patch_size (int): Patch size. Defaults to 16.
-        in_channels (int): Image channels. Defaults to 3.
+        mask_patch_size (int): Pixel size of a predicted patch (the mask
+            patch). Defaults to 16.
+        img_channels (int): Image channels. Defaults to 3.
+        **kwargs: Refused; an old name (``patch_size``, ``in_channels``)
+            with its new one.
     """
+
+    def __init__(self,
+                 loss: dict,
+                 norm_pix: bool = False,
+                 mask_patch_size: int = 16,
+                 img_channels: int = 3,
+                 **kwargs) -> None:
+        refuse_unknown_args(
+            'UMMAEPretrainHead', kwargs,
+            dict(patch_size="renamed to 'mask_patch_size'",
+                 in_channels="renamed to 'img_channels'"))
+        super().__init__(loss, norm_pix, mask_patch_size, img_channels)
+        self.mask_patch_size = mask_patch_size
 
     def patchify(self, imgs: Tensor) -> Tensor:
         """``(B, C, H, W)`` -> ``(B, H/p * W/p, p**2 * C)``, raster order."""
-        p = self.patch_size
+        p = self.mask_patch_size
         b, c, h, w = imgs.shape
         if h % p or w % p or c != self.in_channels:
             raise ValueError(
                 f'{type(self).__name__}: {c}-channel {h}x{w} images do not '
                 f'split into {p}-px patches of {self.in_channels} channels; '
-                f'use a size that is a multiple of {p} (patch_size).')
+                f'use a size that is a multiple of {p} (mask_patch_size).')
         x = imgs.reshape(b, c, h // p, p, w // p, p)
         x = torch.einsum('nchpwq->nhwpqc', x)
         return x.reshape(b, (h // p) * (w // p), p**2 * c)
@@ -48,7 +65,7 @@ class UMMAEPretrainHead(MAEPretrainHead):
             grid (tuple, optional): ``(gh, gw)`` patch grid. Defaults to
                 None (a square grid).
         """
-        p, c = self.patch_size, self.in_channels
+        p, c = self.mask_patch_size, self.in_channels
         if grid is None:
             side = int(round(x.shape[1]**.5))
             grid = (side, side)

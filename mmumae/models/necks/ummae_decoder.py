@@ -13,10 +13,12 @@ from mmpretrain.models.backbones.vision_transformer import \
 from torch import Tensor
 
 from mmumae.registry import MODELS
-from ..utils import (kept_patch_ids, masked_patch_ids, sincos_2d_colfirst,
-                     size_rule)
+from ..utils import (kept_patch_ids, masked_patch_ids, refuse_unknown_args,
+                     sincos_2d_colfirst, size_rule)
 
-_POS_ORDERS = ('true', 'reference')
+_POS_ORDERS = ('original', 'reference')
+_RENAMED = dict(patch_size="renamed to 'mask_patch_size'",
+                in_chans="renamed to 'img_channels'")
 
 
 @MODELS.register_module()
@@ -30,10 +32,10 @@ class UMMAEPretrainDecoder(BaseModule):
     patch position (column-first channels, as the reference); a learnable
     mask token (plus its position embedding) is appended for every
     US-removed patch; transformer blocks, LayerNorm and a
-    Linear predict the ``patch_size**2 * in_chans`` pixels of every patch.
-    The output is restored to raster order on the full mask grid.
+    Linear predict the ``mask_patch_size**2 * img_channels`` pixels of every
+    patch. The output is restored to raster order on the full mask grid.
 
-    Position order: ``'true'`` (default) gives each visible token the
+    Position order: ``'original'`` (default) gives each visible token the
     embedding of its own original patch. ``'reference'`` reproduces the
     official implementation, which takes the visible embeddings in raster
     order of the kept patches although the tokens come in block order; use
@@ -49,13 +51,18 @@ class UMMAEPretrainDecoder(BaseModule):
         upscale (int): PixelShuffle factor, encoder stride / mask-patch size
             on the compact grid (2 for Swin/PVT, 1 for ViT). Defaults to 2.
         input_size (int | tuple): Pre-training image size (H, W), a
-            multiple of ``2 * patch_size``. Defaults to 256.
-        patch_size (int): Mask-patch size predicted per token. Defaults to 16.
-        in_chans (int): Image channels. Defaults to 3.
-        pos_order (str): ``'true'`` or ``'reference'``. Defaults to 'true'.
+            multiple of ``2 * mask_patch_size``. Defaults to 256.
+        mask_patch_size (int): Pixel size of the mask patch predicted per
+            token. Defaults to 16.
+        img_channels (int): Channels of the reconstructed image. Defaults
+            to 3.
+        pos_order (str): ``'original'`` or ``'reference'``. Defaults to
+            ``'original'``.
         norm_cfg (dict): Norm config. Defaults to LN with eps 1e-6.
         init_cfg (dict, optional): Initialisation config. Defaults to None
             (Xavier-uniform linears, unit LayerNorms).
+        **kwargs: Refused; an old name (``patch_size``, ``in_chans``) with
+            its new one.
     """
 
     def __init__(self,
@@ -66,30 +73,35 @@ class UMMAEPretrainDecoder(BaseModule):
                  mlp_ratio: float = 4.,
                  upscale: int = 2,
                  input_size: Union[int, Tuple[int, int]] = 256,
-                 patch_size: int = 16,
-                 in_chans: int = 3,
-                 pos_order: str = 'true',
+                 mask_patch_size: int = 16,
+                 img_channels: int = 3,
+                 pos_order: str = 'original',
                  norm_cfg: dict = dict(type='LN', eps=1e-6),
-                 init_cfg: Optional[dict] = None) -> None:
+                 init_cfg: Optional[dict] = None,
+                 **kwargs) -> None:
+        refuse_unknown_args('UMMAEPretrainDecoder', kwargs, _RENAMED)
         super().__init__(init_cfg=init_cfg or [
             dict(type='Xavier', layer='Linear', distribution='uniform',
                  bias=0.),
             dict(type='Constant', layer='LayerNorm', val=1., bias=0.)
         ])
         if pos_order not in _POS_ORDERS:
+            fix = " ('true' was renamed 'original')" \
+                if pos_order == 'true' else ''
             raise ValueError(f'UMMAEPretrainDecoder: pos_order must be one of '
-                             f'{_POS_ORDERS}, got {pos_order!r}.')
+                             f'{_POS_ORDERS}, got {pos_order!r}{fix}.')
+        p = mask_patch_size
         input_hw = to_2tuple(input_size)
-        if input_hw[0] % (2 * patch_size) or input_hw[1] % (2 * patch_size):
+        if input_hw[0] % (2 * p) or input_hw[1] % (2 * p):
             raise ValueError(
-                size_rule(input_hw, 2 * patch_size, 'UMMAEPretrainDecoder: '
+                size_rule(input_hw, 2 * p, 'UMMAEPretrainDecoder: '
                           f'input_size={input_size}: UM-MAE') + '.')
         self.in_channels = in_channels
         self.embed_dims = embed_dims
         self.upscale = upscale
-        self.patch_size = patch_size
+        self.mask_patch_size = p
         self.pos_order = pos_order
-        self.grid = (input_hw[0] // patch_size, input_hw[1] // patch_size)
+        self.grid = (input_hw[0] // p, input_hw[1] // p)
         self.decoder_embed = nn.Linear(in_channels, upscale**2 * embed_dims)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, embed_dims))
         self.decoder_pos_embed = nn.Parameter(
@@ -104,7 +116,7 @@ class UMMAEPretrainDecoder(BaseModule):
                 norm_cfg=norm_cfg) for _ in range(depth)
         ])
         self.decoder_norm = build_norm_layer(norm_cfg, embed_dims)[1]
-        self.decoder_pred = nn.Linear(embed_dims, patch_size**2 * in_chans)
+        self.decoder_pred = nn.Linear(embed_dims, p**2 * img_channels)
 
     def init_weights(self) -> None:
         """``init_cfg`` (default: Xavier-uniform linears, unit LayerNorms,
@@ -156,12 +168,12 @@ class UMMAEPretrainDecoder(BaseModule):
                 Defaults to None (computed here).
 
         Returns:
-            Tensor: ``(B, gh*gw, patch_size**2 * in_chans)`` predictions in
+            Tensor: ``(B, gh*gw, p**2 * img_channels)`` predictions in
             raster order of the full mask grid.
         """
         b, gh, gw = mask.shape
         if (gh, gw) != self.grid:
-            p = self.patch_size
+            p = self.mask_patch_size
             raise ValueError(
                 f'UMMAEPretrainDecoder: the mask grid is {gh}x{gw} but the '
                 f'decoder was built for input_size={self.grid[0] * p}x'

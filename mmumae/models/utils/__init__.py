@@ -1,5 +1,6 @@
 """Shared model utilities."""
 from .pos_embed import sincos_2d_colfirst
+from .renamed import refuse_unknown_args, register_renamed_type
 from .transformer_block import AttentionBase, PreNormBlock, build_blocks
 from .uniform_masking import (check_patch_mask, check_uniform_mask,
                               expand_patch_mask, gather_patches,
@@ -15,5 +16,6 @@ __all__ = [
     'original_token_coords', 'expand_patch_mask', 'size_rule',
     'sincos_2d_colfirst', 'PreNormBlock', 'AttentionBase', 'build_blocks',
     'SizeCache', 'WindowGeometry', 'build_window_geometry', 'from_windows',
-    'to_windows', 'window_partition'
+    'to_windows', 'window_partition', 'refuse_unknown_args',
+    'register_renamed_type'
 ]

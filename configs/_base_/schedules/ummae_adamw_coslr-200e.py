@@ -8,8 +8,8 @@ optim_wrapper = dict(
     type='AmpOptimWrapper',
     loss_scale='dynamic',
     # fused=True: torch's single-kernel AdamW (same update, on CPU and CUDA,
-    # with or without AMP's grad scaler); about 4x faster than the default
-    # per-parameter loop on a CPU (docs/benchmark.md).
+    # with or without AMP's grad scaler), faster than the default
+    # per-parameter loop.
     optimizer=dict(
         type='AdamW',
         lr=1.5e-4 * 4096 / 256,

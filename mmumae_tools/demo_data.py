@@ -1,30 +1,18 @@
-"""Small, deterministic demo data sets from scikit-image's photographs.
+"""Small, deterministic demo data sets from scikit-image's photographs
+(nothing is downloaded; the same bytes on every run), each in the layout its
+OpenMMLab dataset class reads:
 
-Everything is made from the photographs that ship inside scikit-image
-(``skimage.data``); nothing is downloaded, and with the fixed seed the
-output is the same on every run. :func:`make_demo_data` writes three sets,
-each in the layout its OpenMMLab dataset class reads:
+- ``imagenet/``: mmpretrain's ``ImageNet`` / ``CustomDataset``; each image
+  a 256x256 random crop of one photograph, the class.
+- ``coco/``: mmdet's ``CocoDataset`` (``metainfo=dict(classes=
+  COCO_CLASSES)``); crops of the person in ``astronaut``, the cat in
+  ``chelsea`` and the cup in ``coffee``, cut by a rectangle, ellipse or
+  polygon, pasted without overlap on texture-like photographs; each box is
+  the exact extent of the mask pycocotools rasterises from the polygon.
+- ``ade/ADEChallengeData2016/``: mmseg's ``ADE20KDataset`` in ADE20K's own
+  numbering (:data:`ADE_IDS`; 0 is "other"), so the stock class list and
+  ``reduce_zero_label`` apply.
 
-``imagenet/``
-    mmpretrain's ``ImageNet`` / ``CustomDataset``: ``{train,val}/<class>/
-    *.JPEG``, ``meta/{train,val,classes}.txt``. Every image is a 256x256
-    random crop (position, scale, horizontal flip) of one photograph; the
-    class is the photograph.
-``coco/``
-    mmdet's ``CocoDataset`` (``metainfo=dict(classes=COCO_CLASSES)``):
-    ``{train,val}2017/`` and ``annotations/instances_*2017.json``. Crops of
-    the person in ``astronaut``, the cat in ``chelsea`` and the cup in
-    ``coffee``, cut by a rectangle, an ellipse or a polygon, are pasted
-    without overlap on texture-like photographs; boxes are the exact extent
-    of each pasted mask (the one pycocotools rasterises from the polygon).
-``ade/ADEChallengeData2016/``
-    mmseg's ``ADE20KDataset``: ``images/`` (jpg) and ``annotations/`` (png
-    label maps) of ``training`` and ``validation``, in ADE20K's own
-    numbering (:data:`ADE_IDS`; 0 is "other", a band of an unlabelled
-    photograph), so the stock class list and ``reduce_zero_label`` apply.
-
-A stamp file records the version written (a second run does nothing unless
-``force``); a lock lets parallel callers share one folder.
 :func:`coco_layout` and :func:`ade_layout` return what was placed, for
 checking what a dataset class loads.
 """
@@ -74,7 +62,6 @@ _ADE_STUFF = dict(wall='brick', sky='hubble_deep_field', grass='grass',
 _ADE_THINGS = dict(person='person', animal='cat')  # ADE name -> _OBJECTS key
 _ADE_OTHER_PHOTO = 'moon'
 ADE_SPLITS = dict(training=48, validation=16)
-_SUBDIRS = ('imagenet', 'coco', 'ade')
 
 
 @functools.lru_cache(maxsize=None)
@@ -309,43 +296,39 @@ def _make_ade(root: str) -> Dict[str, int]:
 
 def make_demo_data(out_dir: str = 'data/demo', force: bool = False,
                    verbose: bool = True) -> str:
-    """Write the three demo sets under ``out_dir`` (returned), unless the
-    stamp says this version is there and ``force`` is off."""
-    log = print if verbose else (lambda *args: None)
+    """Write the three demo sets under ``out_dir`` (returned), unless its
+    stamp says this version is there and ``force`` is off. A lock lets
+    parallel callers (test sessions) share one folder: a waiting process
+    finds the stamp written and returns."""
+    log: Callable = print if verbose else (lambda *args: None)
     stamp = osp.join(out_dir, STAMP)
     os.makedirs(out_dir, exist_ok=True)
-    # One writer at a time (parallel test sessions share data/demo); a
-    # waiting process finds the stamp written and returns.
     with open(osp.join(out_dir, '.demo-data-lock'), 'w') as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not force and osp.isfile(stamp) and open(stamp).read() == VERSION:
             log(f'[demo-data] {out_dir} already holds {VERSION} '
                 '(--force to rewrite)')
             return out_dir
-        _write_all(out_dir, stamp, log)
+        start = time.time()
+        if osp.exists(stamp):
+            os.remove(stamp)
+        for sub in ('imagenet', 'coco', 'ade'):  # no stale files
+            shutil.rmtree(osp.join(out_dir, sub), ignore_errors=True)
+        root = osp.join(out_dir, 'imagenet')
+        counts = _make_imagenet(root, np.random.default_rng([SEED, 0]))
+        log(f'[demo-data] {root}: {counts["train"]} train + {counts["val"]} '
+            f'val images, {len(IMAGENET_CLASSES)} classes, meta/{{train,val,'
+            'classes}.txt')
+        root = osp.join(out_dir, 'coco')
+        for split, (n_img, n_ann) in _make_coco(root).items():
+            log(f'[demo-data] {root}/{split}: {n_img} images, {n_ann} '
+                f'instances of {len(COCO_CLASSES)} classes, annotations/'
+                f'instances_{split}.json')
+        root = osp.join(out_dir, 'ade', 'ADEChallengeData2016')
+        for split, n in _make_ade(root).items():
+            log(f'[demo-data] {root}: {n} {split} images + label maps '
+                f'(ADE20K ids {sorted(ADE_IDS.values())}, 0 = other)')
+        with open(stamp, 'w') as f:
+            f.write(VERSION)
+        log(f'[demo-data] done in {time.time() - start:.1f} s')
     return out_dir
-
-
-def _write_all(out_dir: str, stamp: str, log: Callable) -> None:
-    start = time.time()
-    if osp.exists(stamp):
-        os.remove(stamp)
-    for sub in _SUBDIRS:  # no stale files from an older version
-        shutil.rmtree(osp.join(out_dir, sub), ignore_errors=True)
-    root = osp.join(out_dir, 'imagenet')
-    counts = _make_imagenet(root, np.random.default_rng([SEED, 0]))
-    log(f'[demo-data] {root}: {counts["train"]} train + {counts["val"]} val '
-        f'images, {len(IMAGENET_CLASSES)} classes, meta/{{train,val,classes}}'
-        '.txt')
-    root = osp.join(out_dir, 'coco')
-    for split, (n_img, n_ann) in _make_coco(root).items():
-        log(f'[demo-data] {root}/{split}: {n_img} images, {n_ann} instances '
-            f'of {len(COCO_CLASSES)} classes, annotations/instances_{split}'
-            '.json')
-    root = osp.join(out_dir, 'ade', 'ADEChallengeData2016')
-    for split, n in _make_ade(root).items():
-        log(f'[demo-data] {root}: {n} {split} images + label maps '
-            f'(ADE20K ids {sorted(ADE_IDS.values())}, 0 = other)')
-    with open(stamp, 'w') as f:
-        f.write(VERSION)
-    log(f'[demo-data] done in {time.time() - start:.1f} s')

@@ -1,32 +1,14 @@
-"""An ImageNet-layout copy of the ELPV solar-cell images.
-
-ELPV (Deitsch et al., Solar Energy 185, 2019; Buerhop-Lutz et al., 2018)
-holds 2,624 8-bit grayscale 300x300 electroluminescence images of solar cells
-cut from 44 modules, each labelled with the probability that the cell is
-defective (0, 1/3, 2/3 or 1) and the module type (mono or poly). It ships in
-the PyPI package ``elpv-dataset`` (CC-BY-NC-SA 4.0): install it
-(``pip install -r requirements/study.txt``), never copy it into this
-repository.
-
-:func:`prepare_elpv` reads the installed package and writes, under ``out``::
-
-    train/<class>/cellNNNN.png   val/<class>/...   test/<class>/...
-    meta/train.txt  meta/val.txt  meta/test.txt   (``<class>/<file> <label>``)
-    meta/classes.txt  meta/split.csv  meta/summary.json
-
-so mmpretrain's ``CustomDataset`` reads each split either by scanning the
-folder (``data_prefix='train'``) or from the annotation file. Class names sort
-in label order, so both give the same labels.
-
-The split is deterministic and stratified: the images are grouped by (defect
-probability, module type), each group is shuffled with ``seed`` and cut
-into test (``test_ratio`` of the group) and the rest; the validation split
-(``val_ratio`` of that rest) is carved from the rest the same way, and only
-the validation split is for choosing hyper-parameters.
-
-Classes: ``'binary'`` (default) gives ``0_functional`` (probability < 0.5)
-and ``1_defective`` (probability >= 0.5), as in Deitsch et al.; ``'4'``
-keeps the four probability levels (``p0_00`` ... ``p1_00``).
+"""An ImageNet-layout copy of the ELPV solar-cell images (Deitsch et al.,
+Solar Energy 185, 2019): 2,624 grayscale 300x300 electroluminescence images
+of cells, each labelled with the probability that it is defective (0, 1/3,
+2/3 or 1) and its module type (mono or poly), read from the installed PyPI
+package ``elpv-dataset`` (CC-BY-NC-SA 4.0; never copied into this
+repository). :func:`prepare_elpv` writes ``{train,val,test}/<class>/*.png``
+and ``meta/`` (``{train,val,test}.txt``, ``classes.txt``, ``split.csv``,
+``summary.json``), so ``CustomDataset`` reads a split by folder or from its
+annotation file with the same labels. The split is stratified by
+(probability, type) and seeded (:func:`stratified_split`); classes are
+``0_functional`` / ``1_defective`` (p >= 0.5), or the four levels.
 """
 import csv
 import json

@@ -1,21 +1,13 @@
-"""The transfer chain on the CPU: pre-train -> fine-tune -> detect, segment.
-
-1. UM-MAE pre-training of the small demo Swin (``tools/run_demo.sh``), or
-   its checkpoint reused when the pre-training work dir already holds one.
-2. ``tools/model_converters/ummae_to_backbone.py``: backbone only.
-3. ImageNet-style fine-tuning on the demo photos (:data:`FINETUNE`),
-   converted again.
-4. Mask R-CNN on the demo COCO set and UperNet on the demo ADE20K set from
-   the fine-tuned backbone: the chain the paper recommends for pyramid ViTs.
-5. Steps 3-4 again from a random initialisation with the same budget.
-
-Every step is a ``tools/train.py`` run of the config as written (only its
-work dir and backbone checkpoint set from the command line) in its own
-process, its output in a log file; a progress line (step k of n, epoch,
-iteration, the run's own ETA) is printed at each logged iteration and
-evaluation, and at least once a minute. The table of top-1, bbox / segm mAP
-and mIoU (from each run's ``vis_data/scalars.json``) and the time of each
-step are printed and written to ``WORK_DIR/results.md``.
+"""The transfer chain on the CPU: pre-train (``tools/run_demo.sh``, or its
+checkpoint reused) -> backbone only -> fine-tune on the demo photos ->
+backbone only -> Mask R-CNN on the demo COCO set and UperNet on the demo
+ADE20K set (the chain the paper recommends for pyramid ViTs), then the same
+from a random initialisation. Every step runs in its own process
+(``tools/train.py`` on the config as written, only the work dir and the
+backbone checkpoint set), its output in a log file, with a progress line
+(step k of n, epoch, iteration, the run's ETA) at each logged iteration and
+at least once a minute. The table of top-1, bbox / segm mAP and mIoU (from
+each run's ``scalars.json``) and each step's time go to ``results.md``.
 """
 import glob
 import json
@@ -163,20 +155,6 @@ def read_metrics(work_dir: str, keys: List[str]) -> Dict[str, float]:
     return found
 
 
-class Steps:
-    """Numbers the chain's steps (``total`` of them):
-    ``'step 4/11 ummae: mask-rcnn'``."""
-
-    def __init__(self, total: int) -> None:
-        self.total = total
-        self.done = 0
-
-    def next(self, name: str) -> str:
-        """The label of the next step."""
-        self.done += 1
-        return f'step {self.done}/{self.total} {name}'
-
-
 def count_steps(pretrain_reused: bool, with_random: bool) -> int:
     """Pre-training (unless reused), its conversion, then per row:
     fine-tune, convert, Mask R-CNN, UperNet."""
@@ -184,15 +162,21 @@ def count_steps(pretrain_reused: bool, with_random: bool) -> int:
 
 
 class Chain:
-    """The steps of one call, their times and the work dir they write."""
+    """The steps of one call (numbered, timed) in ``work_dir``."""
 
     def __init__(self, work_dir: str, pretrain_dir: str,
                  with_random: bool) -> None:
         self.work_dir, self.pretrain_dir = work_dir, pretrain_dir
-        self.with_random = with_random
         self.times: Dict[str, float] = {}
-        self.steps = Steps(count_steps(
-            last_checkpoint(pretrain_dir) is not None, with_random))
+        self.total, self.done = count_steps(
+            last_checkpoint(pretrain_dir) is not None, with_random), 0
+
+    def step(self, key: str, cmd: List[str], log: str, **env) -> None:
+        """Run the next step (``'step 4/9 ummae: mask-rcnn'``), extra
+        environment variables in ``env``."""
+        self.done += 1
+        self.times[key] = _run(cmd, log, f'step {self.done}/{self.total} '
+                               f'{key}', dict(os.environ, **env))
 
     def pretrain(self) -> str:
         """The pre-training checkpoint (``tools/run_demo.sh`` when none)."""
@@ -201,34 +185,30 @@ class Chain:
             print(f'[transfer-demo] reusing the pre-training checkpoint '
                   f'{ckpt}')
             return ckpt
-        self.times['pre-train'] = _run(
-            ['bash', 'tools/run_demo.sh'],
-            osp.join(self.work_dir, 'pretrain.log'),
-            self.steps.next('pre-train'), env=dict(
-                os.environ, DEMO_WORK_DIR=osp.abspath(self.pretrain_dir)))
+        self.step('pre-train', ['bash', 'tools/run_demo.sh'],
+                  osp.join(self.work_dir, 'pretrain.log'),
+                  DEMO_WORK_DIR=osp.abspath(self.pretrain_dir))
         return last_checkpoint(self.pretrain_dir)
 
     def convert(self, src: str, name: str, key: str) -> str:
         """Backbone-only copy of ``src`` in the work dir."""
         dst = osp.join(self.work_dir, name)
-        self.times[key] = _run([sys.executable, CONVERT, src, dst],
-                               dst + '.log', self.steps.next(key))
+        self.step(key, [sys.executable, CONVERT, src, dst], dst + '.log')
         return dst
 
     def train(self, config: str, row: str, step: str, init: Optional[str],
               keys: List[str]) -> Dict[str, float]:
         """``tools/train.py`` on ``config`` from backbone checkpoint
-        ``init`` (None: random initialisation); its metrics."""
+        ``init`` (None: random initialisation); its metrics. A second call
+        moves the first one's files to ``previous_*/`` (--overwrite)."""
         work_dir = osp.join(self.work_dir, f'{row}_{step}')
         opt = (f'model.backbone.init_cfg.checkpoint={init}'
                if init else 'model.backbone.init_cfg=None')
         os.makedirs(work_dir, exist_ok=True)
-        # --overwrite: a second run moves the first one's files to
-        # previous_*/
-        self.times[f'{row}: {step}'] = _run(
-            [sys.executable, 'tools/train.py', config, '--work-dir',
-             work_dir, '--overwrite', '--cfg-options', opt],
-            osp.join(work_dir, 'run.log'), self.steps.next(f'{row}: {step}'))
+        self.step(f'{row}: {step}', [
+            sys.executable, 'tools/train.py', config, '--work-dir', work_dir,
+            '--overwrite', '--cfg-options', opt
+        ], osp.join(work_dir, 'run.log'))
         return read_metrics(work_dir, keys)
 
     def row(self, row: str, init: Optional[str]) -> Dict[str, float]:

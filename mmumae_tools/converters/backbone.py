@@ -1,19 +1,9 @@
-"""mmumae checkpoint -> backbone-only checkpoint.
-
-The input is a checkpoint saved by mmengine's Runner: a pre-training model
-(``UMMAE``, ``SimMIM``: decoder and head are dropped) or a fine-tuned
-classifier (the head is dropped). The output holds the ``backbone.*``
-tensors, prefix kept, under ``state_dict``, so both files load with
-``init_cfg=dict(type='Pretrained', checkpoint=..., prefix='backbone.')`` in
-mmpretrain, mmdet and mmseg. The backbone of the config saved in the
-checkpoint (or ``config``) is built and its keys compared with the kept
-ones.
-
-``stock_config`` (a ``UMStockSwinTransformer`` checkpoint only) writes the
-backbone for the stock Swin of that config instead (:func:`to_stock`):
-exactly its keys and shapes, ``mask_token`` dropped, bias tables of another
-window resized (:func:`resize_table`), the target's index buffers, and
-output norms the pre-training did not have at LayerNorm's initialisation.
+"""mmumae checkpoint (pre-training or fine-tuned) -> backbone-only
+checkpoint: the ``backbone.*`` tensors, prefix kept, which mmpretrain,
+mmdet and mmseg load with ``init_cfg=dict(type='Pretrained', checkpoint=...,
+prefix='backbone.')``; checked against the backbone of the saved config.
+For the stock Swin of another config, :func:`to_stock` writes exactly its
+keys and shapes (``tools/model_converters/README.md``).
 """
 import importlib
 import os.path as osp
@@ -97,13 +87,11 @@ def resize_table(table: torch.Tensor, side: int) -> torch.Tensor:
 
 def to_stock(state: State, source: torch.nn.Module,
              target: torch.nn.Module) -> State:
-    """The ``backbone.*`` state of ``source`` in the layout of the stock
-    Swin ``target`` (see the module docstring).
-
-    Raises:
-        ConversionError: When the source is not a ``UMStockSwinTransformer``
-            or a target key has no counterpart.
-    """
+    """The ``backbone.*`` state of a ``UMStockSwinTransformer`` ``source``
+    in the layout of the stock Swin ``target``: names kept, ``mask_token``
+    dropped, bias tables of another window resized (:func:`resize_table`),
+    the target's index buffers, and output norms the pre-training did not
+    have at LayerNorm's initialisation."""
     name = type(source).__name__
     if name != 'UMStockSwinTransformer':
         raise ConversionError(
@@ -148,19 +136,9 @@ def to_stock(state: State, source: torch.nn.Module,
 
 def convert(src: str, dst: str, config: Optional[str] = None,
             stock_config: Optional[str] = None) -> None:
-    """Convert ``src`` to a backbone-only checkpoint at ``dst``.
-
-    Args:
-        src (str): mmumae checkpoint (pre-training or fine-tuned).
-        dst (str): Output path (not ``src``).
-        config (str, optional): Config whose backbone the keys are checked
-            against. Defaults to the config saved in the checkpoint.
-        stock_config (str, optional): A stock Swin config to write the
-            backbone for (``UMStockSwinTransformer`` checkpoints).
-
-    Raises:
-        ConversionError: When the input is not a checkpoint, the output is
-            the input, or the backbone keys do not match.
+    """Write the backbone of ``src`` to ``dst``, its keys checked against
+    the backbone of ``config`` (default: the config saved in ``src``); with
+    ``stock_config``, in the layout of that stock Swin (:func:`to_stock`).
     """
     check_paths(src, dst)
     ckpt = load_checkpoint_file(src)

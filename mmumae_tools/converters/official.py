@@ -1,16 +1,9 @@
-"""Release checkpoint of the reference UM-MAE code -> mmumae checkpoint.
-
-Model and kind are detected from the keys and shapes (:func:`detect`); the
-target is the mmumae model of the matching config in ``configs/``
-(:data:`TARGETS`, built, not initialised): every converted key must exist
-there with the same shape, and every target key must be filled, else
-nothing is written. A pre-training file becomes a whole ``UMMAE`` whose
-saved config sets ``pos_order='reference'`` (the order its decoder was
-trained with); PVT's stored ``pos_embed`` is checked to be the fixed table
-mmumae computes, then not stored. A fine-tuned file becomes an
-``ImageClassifier`` with its own class count; ``fc_norm`` is dropped and
-``norm3`` keeps its initialisation, ``mask_token`` is written as zeros.
-``tools/model_converters/README.md`` explains each convention.
+"""Release checkpoint of the reference UM-MAE code -> mmumae checkpoint of
+the model of the matching config (:data:`TARGETS`): every converted key must
+exist there with the same shape, and every target key must be filled, else
+nothing is written. ``tools/model_converters/README.md`` explains each
+convention (``pos_order='reference'``, PVT's fixed ``pos_embed``, the
+dropped ``fc_norm``, the zero ``mask_token`` of a fine-tuned file).
 """
 import os.path as osp
 import re
@@ -251,26 +244,10 @@ def fit_to_target(out: State, target: torch.nn.Module, kind: str) -> State:
 def convert(src: str, dst: str, model: Optional[str] = None,
             kind: Optional[str] = None,
             num_classes: Optional[int] = None) -> State:
-    """Convert the release file ``src`` into an mmumae checkpoint ``dst``.
-
-    Args:
-        src (str): Release checkpoint of the reference code.
-        dst (str): Output path.
-        model (str, optional): ``swin-tiny``, ``swin-large`` or
-            ``pvt-small``. Defaults to the detected one.
-        kind (str, optional): ``pretrain`` or ``finetune``. Defaults to the
-            detected one.
-        num_classes (int, optional): Classes of a fine-tuned classifier.
-            Defaults to the rows of the file's ``head.weight``; given, it
-            must equal them.
-
-    Returns:
-        dict: The converted state dict.
-
-    Raises:
-        ConversionError: Wrong or incomplete file, or a mismatch with
-            ``model`` / ``kind``.
-    """
+    """Convert the release file ``src`` into an mmumae checkpoint ``dst``
+    and return its state dict. ``model`` (:data:`MODELS`) and ``kind``
+    (:data:`KINDS`) are detected, and checked when given; ``num_classes``
+    of a fine-tuned classifier, when given, must be the file's."""
     check_paths(src, dst)
     state = official_state(load_checkpoint_file(src), src)
     found = detect(state)

@@ -1,40 +1,10 @@
 """Turn a study config into the list of runs to do, in dependency order.
 
-A study config is an mmengine config file (``configs/studies/elpv/*.py``)
-with these keys:
-
-``data_root``
-    An ImageNet-layout folder: ``train/``, ``val/`` and ``test/``, each with
-    one sub-folder per class. ``--data-root`` overrides it.
-``work_dir``
-    Where the results go (default ``work_dirs/studies/<study file name>``).
-``runs_dir``
-    Where the runs go, one folder each (default ``<work_dir>/runs``).
-    Studies that name the same ``runs_dir`` share the runs whose settings
-    are equal (the quick study is the main one's first seed).
-``pretrain``
-    ``{name: config file}`` of the pre-training methods.
-``finetune``
-    The classification config every arm fine-tunes (and whose backbone gives
-    the frozen features).
-``seeds``, ``pretrain_epochs``, ``finetune_epochs``, ``lr_grid``,
-``lr_select_seeds``
-    Defaults of every arm. The fine-tuning lr of an arm is the one in
-    ``lr_grid`` with the best mean validation accuracy over
-    ``lr_select_seeds`` (ties: the smaller lr); the other seeds run that lr
-    only.
-``arms``
-    A list of dicts: ``name``; ``pretrain`` (a key of ``pretrain``, or
-    ``None`` for random init); optional ``pretrain_epochs``,
-    ``pretrain_options`` and ``finetune_options`` (mmengine
-    ``--cfg-options`` style dicts), ``label_fraction`` (share of the
-    training labels used in fine-tuning, stratified per class),
-    ``finetune_epochs``, ``lr_grid``, ``seeds``, ``evaluations``,
-    ``lr_from`` (fine-tune with the lr chosen for another arm, e.g. in
-    ablations), ``group`` (the table the arm is reported in).
-``evaluations``
-    Any of ``'finetune'``, ``'knn'``, ``'linear'`` (the last two on frozen
-    features of the pre-trained, or randomly initialised, backbone).
+A study config is an mmengine config file: ``data_root`` (an ImageNet-layout
+folder with ``train/``, ``val/``, ``test/``), ``pretrain`` (``{name:
+config}``), ``finetune`` (the classification config), ``arms`` (one dict per
+pre-training method and setting, keys :data:`ARM_KEYS`) and the arms'
+defaults; ``configs/studies/elpv/README.md`` describes every key.
 """
 import hashlib
 import json

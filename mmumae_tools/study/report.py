@@ -14,14 +14,11 @@ from mmengine.config import Config
 from .plan import (arm_setting, finetune_run, frozen_run, lrs_to_run,
                    pretrain_run)
 
-COLUMNS = [
-    'arm', 'seed', 'pretrain', 'pretrain_wall_s', 'lr', 'val_acc',
-    'test_acc', 'test_bal_acc', 'test_f1', 'knn_test_acc',
-    'knn_test_bal_acc', 'knn_test_f1', 'linear_test_acc',
-    'linear_test_bal_acc', 'linear_test_f1', 'finetune_wall_s'
-]
 EVAL_TABLES = [('Fine-tuned', ''), ('kNN on frozen features', 'knn_'),
                ('Linear probe on frozen features', 'linear_')]
+COLUMNS = ['arm', 'seed', 'pretrain', 'pretrain_wall_s', 'lr', 'val_acc'] + [
+    f'{prefix}test_{k}' for _, prefix in EVAL_TABLES
+    for k in ('acc', 'bal_acc', 'f1')] + ['finetune_wall_s']
 
 
 def read_result(runs_dir: str, name: str) -> Optional[dict]:

@@ -27,8 +27,8 @@ def fmt_time(seconds: float) -> str:
 
 class Eta:
     """Seconds per unit of work (an epoch, a label-fraction-weighted
-    fine-tuning epoch, a frozen evaluation) of each kind and config, from
-    the finished runs."""
+    fine-tuning epoch, a frozen evaluation) of each kind of run and config,
+    from the finished runs."""
 
     def __init__(self) -> None:
         self.per_unit: Dict[str, List[float]] = defaultdict(list)
@@ -41,9 +41,8 @@ class Eta:
     @staticmethod
     def units(run: Run) -> float:
         """The run's units of work."""
-        if run['kind'] == 'frozen':
-            return 1.0
-        return float(run['epochs']) * run.get('label_fraction', 1.0)
+        return 1.0 if run['kind'] == 'frozen' else float(
+            run['epochs']) * run.get('label_fraction', 1.0)
 
     def add(self, run: Run, seconds: float) -> None:
         """Learn from a finished run."""
@@ -51,18 +50,13 @@ class Eta:
 
     def text(self, runs: List[Run]) -> str:
         """The time the ``runs`` will take, as far as it is known."""
-        known, unknown = 0.0, 0
-        for run in runs:
-            rates = self.per_unit.get(self.key(run))
-            if rates:
-                known += sum(rates) / len(rates) * self.units(run)
-            else:
-                unknown += 1
-        if not unknown:
-            return fmt_time(known)
-        if known:
-            return f'{fmt_time(known)} + {unknown} run(s) not yet timed'
-        return 'after the first run of each kind'
+        rates = [self.per_unit.get(self.key(r)) for r in runs]
+        known = sum(sum(r) / len(r) * self.units(run)
+                    for r, run in zip(rates, runs) if r)
+        unknown = rates.count(None)
+        return (fmt_time(known) if not unknown else
+                f'{fmt_time(known)} + {unknown} run(s) not yet timed'
+                if known else 'after the first run of each kind')
 
 
 def start_run(cfg: Config, run: Run) -> subprocess.Popen:
@@ -85,10 +79,10 @@ def start_run(cfg: Config, run: Run) -> subprocess.Popen:
         stdout=log, stderr=subprocess.STDOUT)
 
 
-def log_tail(cfg: Config, run: Run, lines: int = 15) -> str:
-    """The last lines of the run's ``run.log``."""
+def _tail(path: str, lines: int = 15) -> str:
+    """The last lines of a log file."""
     try:
-        with open(osp.join(cfg.runs_dir, run.name, 'run.log')) as f:
+        with open(path) as f:
             return ''.join(f.readlines()[-lines:])
     except OSError:
         return ''
@@ -171,7 +165,8 @@ def run_study(args: argparse.Namespace) -> int:
         if rc != 0 or res is None:
             print(f'[study] {run.name} failed (exit {rc}); last lines of '
                   f'{osp.join(cfg.runs_dir, run.name, "run.log")}:\n'
-                  f'{log_tail(cfg, run)}', file=sys.stderr, flush=True)
+                  f'{_tail(osp.join(cfg.runs_dir, run.name, "run.log"))}',
+                  file=sys.stderr, flush=True)
             failed.add(run.name)
             if not args.keep_going:
                 report(cfg, args)

@@ -1,24 +1,13 @@
-"""Do one run of a study in this process (the study runner starts one
-process per run): ``python -m mmumae_tools.study.worker RUN_JSON``.
-
-``RUN_JSON`` holds a :class:`~mmumae_tools.study.plan.Run` plus
-``work_dir`` (the run's folder) and ``pretrain_checkpoint`` (for runs that
-start from one). A run trains its config as written, built as
-``tools/train.py`` builds it, with only the study's overrides (data root,
-seed, epochs, lr, label subset, backbone checkpoint, the arm's options);
-a run whose folder already holds a checkpoint resumes from it. On success
-it writes ``result.json`` there (the runner's sign that the run is done).
-
-- ``pretrain``: ``runner.train()``; the result has the wall time of
-  training and the last checkpoint.
-- ``finetune``: ``runner.train()``, then ``runner.val()`` (the validation
-  split, for choosing the lr) and ``runner.test()`` (the test split), with
-  the config's evaluators (accuracy; macro precision, recall = balanced
-  accuracy, F1). The last epoch's weights are evaluated: nothing is chosen
-  on the test split.
-- ``frozen``: features of the backbone (pre-trained, or randomly
-  initialised for the from-scratch arm) on train/val/test, then a weighted
-  kNN and a linear probe (:mod:`~mmumae_tools.study.features`).
+"""One run of a study in this process (the study runner starts one process
+per run): ``python -m mmumae_tools.study.worker RUN_JSON``, a
+:class:`~mmumae_tools.study.plan.Run` plus its ``work_dir`` and, for runs
+that start from one, ``pretrain_checkpoint``. ``pretrain`` and ``finetune``
+runs train their config as ``tools/train.py`` builds it, changing only
+what the study sets (:func:`train_config`), and resume a killed run; a
+fine-tuned model is then evaluated on val (for the lr choice) and test, the
+last epoch's weights, with the config's evaluators. ``frozen`` runs score
+the backbone's features (:mod:`~mmumae_tools.study.features`). The run's
+``result.json`` is the runner's sign that it is done.
 """
 import fcntl
 import json
@@ -26,7 +15,7 @@ import os
 import os.path as osp
 import sys
 import time
-from typing import List, Optional
+from typing import Optional
 
 import numpy as np
 import torch
@@ -39,17 +28,10 @@ from .features import evaluate_frozen, extract
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CKPT_SUFFIX = '.pth'
-#: ``backbone_init`` that keeps the config's own ``init_cfg``.
 AS_WRITTEN = 'as written'
 METRICS = {'accuracy/top1': 'acc', 'single-label/recall': 'bal_acc',
            'single-label/f1-score': 'f1', 'single-label/precision':
            'precision'}
-
-
-def class_names(folder: str) -> List[str]:
-    """Class sub-folders in the order mmpretrain's CustomDataset gives."""
-    return sorted(d for d in os.listdir(folder)
-                  if osp.isdir(osp.join(folder, d)))
 
 
 def set_epochs(cfg: Config, epochs: int) -> None:
@@ -74,12 +56,13 @@ def label_subset(cfg: Config, fraction: float, seed: int) -> None:
     """Train on ``fraction`` of each class's training images (stratified;
     which images depends on ``seed``), listed in an annotation file in the
     work dir."""
-    ds = cfg.train_dataloader.dataset
-    prefix = ds.data_prefix
-    train = osp.join(ds.data_root, prefix if isinstance(prefix, str)
-                     else prefix['img_path'])
-    rng, lines = np.random.RandomState(seed), []
-    classes = class_names(train)
+    ds, rng, lines = cfg.train_dataloader.dataset, np.random.RandomState(
+        seed), []
+    train = osp.join(ds.data_root, ds.data_prefix if isinstance(
+        ds.data_prefix, str) else ds.data_prefix['img_path'])
+    # class folders in the order mmpretrain's CustomDataset gives
+    classes = sorted(d for d in os.listdir(train)
+                     if osp.isdir(osp.join(train, d)))
     for label, name in enumerate(classes):
         files = sorted(os.listdir(osp.join(train, name)))
         keep = max(1, int(round(len(files) * fraction)))
@@ -97,23 +80,12 @@ def study_config(config: str, work_dir: str, data_root: Optional[str] = None,
                  lr: Optional[float] = None, label_fraction: float = 1.0,
                  options: Optional[dict] = None,
                  backbone_init: Optional[str] = AS_WRITTEN) -> Config:
-    """``config`` as ``tools/train.py`` reads it, with the study's overrides.
-
-    Args:
-        config (str): The config file (relative: to the cwd, else to the
-            repository).
-        work_dir (str): The run's folder.
-        data_root (str, optional): ``data_root`` of every dataloader.
-        seed (int, optional): ``randomness.seed``.
-        epochs (int, optional): ``max_epochs``, schedulers moved along
-            (:func:`set_epochs`).
-        lr (float, optional): The optimizer's lr.
-        label_fraction (float): Share of each class's training images.
-        options (dict, optional): ``--cfg-options`` style changes (the
-            study arm's options), merged first.
-        backbone_init (str, optional): A checkpoint for the backbone, None
-            for random init; :data:`AS_WRITTEN` keeps the config's.
-    """
+    """``config`` as ``tools/train.py`` reads it (a relative path: from the
+    cwd, else the repository) with the study's overrides: the arm's
+    ``--cfg-options`` style ``options`` first, then each dataloader's
+    ``data_root``, the seed, the epochs (:func:`set_epochs`), the lr, a
+    label subset (:func:`label_subset`) and the backbone's checkpoint (None:
+    random init; :data:`AS_WRITTEN`: the config's own)."""
     if not osp.isfile(config) and not osp.isabs(config):
         config = osp.join(REPO, config)
     cfg = Config.fromfile(config)
@@ -144,13 +116,10 @@ def has_checkpoint(work_dir: str) -> bool:
 
 
 def train_config(config: str, work_dir: str, **overrides) -> Runner:
-    """Build ``config`` with the study's ``overrides`` (see
-    :func:`study_config`) as ``tools/train.py`` does, resuming from the
-    work dir's checkpoint if there is one (as ``--resume``), and train it.
-
-    Returns:
-        Runner: The runner, after ``train()``.
-    """
+    """Build ``config`` with the study's ``overrides`` (the arguments of
+    :func:`study_config`) as ``tools/train.py`` does, resuming from the work
+    dir's checkpoint if there is one (as ``--resume``), train it and return
+    the runner."""
     cfg = study_config(config, work_dir, **overrides)
     if has_checkpoint(work_dir):
         cfg.resume, cfg.load_from = True, None
@@ -160,46 +129,34 @@ def train_config(config: str, work_dir: str, **overrides) -> Runner:
     return runner
 
 
-def _train_run(run: dict) -> dict:
-    """Train a pretrain or finetune run; its result so far."""
+def run_training(run: dict) -> dict:
+    """Pre-train (the result names the last checkpoint), or fine-tune and
+    evaluate the last weights on val and test (the checkpoints are then
+    removed unless ``keep_checkpoints``)."""
     keys = ('data_root', 'seed', 'epochs', 'lr', 'label_fraction', 'options')
     overrides = {k: run[k] for k in keys if k in run}
     if run['kind'] != 'pretrain':
         overrides['backbone_init'] = run.get('pretrain_checkpoint')
-    resumed = has_checkpoint(run['work_dir'])
-    start = time.perf_counter()
-    runner = train_config(run['config'], run['work_dir'], **overrides)
-    try:
-        loss = float(runner.message_hub.get_scalar('train/loss').current())
-    except KeyError:
-        loss = None
-    return dict(wall_s=time.perf_counter() - start, resumed=resumed,
-                final_loss=loss, runner=runner)
-
-
-def run_pretrain(run: dict) -> dict:
-    """Pre-train; the result names the last checkpoint."""
-    result = _train_run(run)
-    ckpt = osp.join(run['work_dir'], f'epoch_{run["epochs"]}.pth')
-    if not osp.isfile(ckpt):
-        raise RuntimeError(f'pre-training finished without {ckpt}')
-    result.pop('runner')
-    return dict(result, checkpoint=osp.abspath(ckpt))
-
-
-def run_finetune(run: dict) -> dict:
-    """Fine-tune, then evaluate the last weights on val and test; the
-    checkpoints are removed unless ``keep_checkpoints``."""
-    result = _train_run(run)
-    runner = result.pop('runner')
+    work_dir, start = run['work_dir'], time.perf_counter()
+    result = dict(resumed=has_checkpoint(work_dir))
+    runner = train_config(run['config'], work_dir, **overrides)
+    hub = runner.message_hub
+    result.update(wall_s=time.perf_counter() - start, final_loss=float(
+        hub.get_scalar('train/loss').current())
+        if 'train/loss' in hub.log_scalars else None)
+    if run['kind'] == 'pretrain':
+        ckpt = osp.join(work_dir, f'epoch_{run["epochs"]}.pth')
+        if not osp.isfile(ckpt):
+            raise RuntimeError(f'pre-training finished without {ckpt}')
+        return dict(result, checkpoint=osp.abspath(ckpt))
     result['train_images'] = len(runner.train_dataloader.dataset)
     for split, metrics in (('val', runner.val()), ('test', runner.test())):
         result.update({f'{split}_{METRICS[k]}': float(v)
                        for k, v in metrics.items() if k in METRICS})
-    if not run.get('keep_checkpoints', False):
-        for name in os.listdir(run['work_dir']):
-            if name.endswith(CKPT_SUFFIX) or name == 'last_checkpoint':
-                os.remove(osp.join(run['work_dir'], name))
+    for name in os.listdir(work_dir):
+        if not run.get('keep_checkpoints') and (
+                name.endswith(CKPT_SUFFIX) or name == 'last_checkpoint'):
+            os.remove(osp.join(work_dir, name))
     return result
 
 
@@ -255,10 +212,9 @@ def main(path: str) -> int:
         return 0
     torch.set_num_threads(int(os.environ.get('STUDY_THREADS', '0'))
                           or torch.get_num_threads())
-    fn = dict(pretrain=run_pretrain, finetune=run_finetune,
-              frozen=run_frozen)[run['kind']]
     try:
-        result = fn(run)
+        result = (run_frozen if run['kind'] == 'frozen' else
+                  run_training)(run)
     except RunError as err:
         print(f'error: {error_line(err)}', file=sys.stderr)
         return 1

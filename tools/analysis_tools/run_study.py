@@ -1,5 +1,7 @@
 """Run a study: a grid of pre-train -> evaluate experiments, each through
-mmengine's Runner in its own process and work dir, then tables and a plot.
+mmengine's Runner in its own process and work dir, then tables and a plot
+(:mod:`mmumae_tools.study`; a study config's keys:
+``configs/studies/elpv/README.md``).
 
 Usage::
 
@@ -7,18 +9,10 @@ Usage::
         [--data-root DIR] [--work-dir DIR] [--seeds 0 1 2]
         [--dry-run] [--report-only] [--keep-going]
 
-``STUDY_CONFIG`` is a file such as ``configs/studies/elpv/
-study_main_swin-mini.py`` (its keys: ``mmumae_tools/study/plan.py``).
-Any ImageNet-layout folder with ``train/``, ``val/`` and ``test/`` of class
-sub-folders can replace the study's data: ``--data-root DIR``.
-
-The study is resumable: a run whose folder holds ``result.json`` is not
-repeated, and a run that was killed continues from its newest checkpoint.
-Each fine-tuning lr is chosen on the validation split (the study's
-selection seeds) before the other seeds run. When every run is done, or
-after each run, ``results.md``, ``results.csv`` and ``results.png`` are
-(re)written in the study's work dir. Progress and an ETA from the runs
-finished so far go to the terminal; each run's log is ``<run>/run.log``.
+Resumable: a run whose folder holds ``result.json`` is not repeated, a
+killed run continues from its newest checkpoint. ``results.md``,
+``results.csv`` and ``results.png`` are rewritten after each run; each
+run's log is ``<run>/run.log``.
 """
 import argparse
 import sys

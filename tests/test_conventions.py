@@ -60,7 +60,7 @@ def test_swin_bias_reads_key_minus_query_of_original_coordinates():
     attn = model.stages[0].blocks[0].attn
     mask, sm = _um_masks(1)
     x = torch.randn(1, 3, 128, 128)
-    coords = model._compact_input(x, mask, sm).coords  # (1, 16, 16, 2)
+    coords = model.compact_input(x, mask, sm).coords  # (1, 16, 16, 2)
     geo = model._stage_geometry(coords, False, 1, 31, 0)
     bias = attn.position_bias(geo)
     # compact tokens (0, 0) and (5, 6) share window 0 but come from
@@ -150,7 +150,7 @@ def test_learnable_pos_embed_loads_resizes_and_is_gathered(tmp_path):
     torch.nn.init.zeros_(pvt.stages[0].patch_embed.bias)
     mask, sm = _um_masks(1, size=64)
     pvt(torch.randn(1, 3, 64, 64), mask, torch.zeros_like(sm))
-    coords = pvt._compact_input(torch.zeros(1, 3, 64, 64), mask, sm).coords
+    coords = pvt.compact_input(torch.zeros(1, 3, 64, 64), mask, sm).coords
     idx = (coords[..., 0] * 16 + coords[..., 1]).flatten()
     torch.testing.assert_close(seen['x'][0], state['pos_embed'][0, idx])
 

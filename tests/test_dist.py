@@ -57,7 +57,7 @@ UMMAE_STEPS = """dict(type='RandomResizedCrop', scale=64,
                  crop_ratio_range=(0.2, 1.0)),
             dict(type='RandomFlip', prob=0.5),
             dict(type='UniformMaskGenerator', input_size=64,
-                 mask_patch_size=16, mask_ratio=0.75, sm_ratio=0.25),
+                 mask_patch_size=16, sm_ratio=0.25),
             dict(type='PackInputs', algorithm_keys=['mask', 'sm_mask'])"""
 
 UMMAE_TINY = """

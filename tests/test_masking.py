@@ -63,8 +63,10 @@ def test_uniform_mask_errors_are_clear():
     with pytest.raises(TypeError, match="'mask_ratio': Uniform Sampling "
                        'keeps one patch of every 2x2 block'):
         UniformMaskGenerator(mask_ratio=0.6)
-    # mmumae 0.1 configs pass its only value: accepted, with a warning
-    assert UniformMaskGenerator(mask_ratio=0.75).mask_ratio == 0.75
+    # mmumae 0.1 configs passed its only value: refused too, naming the fix
+    with pytest.raises(TypeError, match="'mask_ratio'.*delete it"):
+        UniformMaskGenerator(mask_ratio=0.75)
+    assert UniformMaskGenerator().mask_ratio == 0.75
     for bad in (1.0, -0.1, 1.5):
         with pytest.raises(ValueError, match='sm_ratio'):
             UniformMaskGenerator(sm_ratio=bad)

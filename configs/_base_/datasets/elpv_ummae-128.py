@@ -29,7 +29,6 @@ train_pipeline = [
         type='UniformMaskGenerator',
         input_size=img_size,
         mask_patch_size=16,
-        mask_ratio=0.75,
         sm_ratio=0.25),
     dict(type='PackInputs', algorithm_keys=['mask', 'sm_mask']),
 ]

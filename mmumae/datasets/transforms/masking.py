@@ -12,13 +12,11 @@ Sizes: UM-MAE needs H and W to be multiples of ``2 * mask_patch_size``
 encoders zero-pad compact maps that do not halve evenly (224 px: 7 kept
 patches a side) and the decoder crops the padding, so every such size works.
 """
-import logging
 from typing import Sequence, Tuple, Union
 
 import numpy as np
 import torch
 from mmcv.transforms import BaseTransform
-from mmengine.logging import print_log
 from mmengine.utils import to_2tuple
 
 from mmumae.registry import TRANSFORMS
@@ -106,8 +104,8 @@ class UniformMaskGenerator(BaseTransform):
         balanced (bool): Balance the kept in-block positions over the image
             (reference behaviour) instead of drawing each block
             independently. Defaults to True.
-        **kwargs: ``mask_ratio`` of mmumae 0.1: 0.75 is ignored with a
-            warning (delete it), any other value is refused.
+        **kwargs: Refused with a one-line error, ``mask_ratio`` of mmumae
+            0.1 included (delete it).
     """
     #: The ratio removed by Uniform Sampling (one patch of 2x2 kept).
     mask_ratio = US_MASK_RATIO
@@ -119,17 +117,10 @@ class UniformMaskGenerator(BaseTransform):
                  balanced: bool = True,
                  **kwargs) -> None:
         owner = type(self).__name__
-        ratio = kwargs.pop('mask_ratio', None)
-        if ratio is not None and abs(float(ratio) - US_MASK_RATIO) < 1e-9:
-            print_log(f'{owner}: mask_ratio is not an argument any more (it '
-                      f'is always {US_MASK_RATIO}); delete it.',
-                      logger='current', level=logging.WARNING)
-        elif ratio is not None:
-            kwargs['mask_ratio'] = ratio
         refuse_unknown_args(owner, kwargs, dict(mask_ratio=(
             f'Uniform Sampling keeps one patch of every 2x2 block, so it '
-            f'always removes {US_MASK_RATIO}; hide more with sm_ratio, or '
-            f'use RandomPatchMaskGenerator for other ratios')))
+            f'always removes {US_MASK_RATIO}: delete it (hide more with '
+            'sm_ratio, or use RandomPatchMaskGenerator for other ratios)')))
         if not 0.0 <= float(sm_ratio) < 1.0:
             raise ValueError(
                 f'{owner}: sm_ratio={sm_ratio} must lie in [0, 1): it is the '

@@ -182,17 +182,17 @@ class UMEncoderMixin:
         """Load a checkpoint with mmengine, failing clearly if it does not
         fit.
 
-        Keys are revised as by ``mmengine.runner.load_checkpoint``'s
-        ``revise_keys`` (``module.``, then ``init_cfg.prefix`` stripped);
-        other modules' keys (a decoder) are ignored. Every weight but
-        :meth:`_allowed_missing` ones must be there, in the model's shape
-        unless a load pre-hook resizes it (:attr:`resized_on_load`).
+        Keys are taken as mmengine's prefix loading does (``module.``
+        stripped, then only the ``init_cfg.prefix`` keys, stripped). Every
+        weight but :meth:`_allowed_missing` ones must be there, in the
+        model's shape unless a load pre-hook resizes it
+        (:attr:`resized_on_load`).
         """
         name, path = type(self).__name__, cfg['checkpoint']
         ckpt = CheckpointLoader.load_checkpoint(
             path, map_location=cfg.get('map_location', 'cpu'))
         state = ckpt.get('state_dict', ckpt)
-        revise_keys = [(r'^module\.', '')]
+        state = {re.sub(r'^module\.', '', k): v for k, v in state.items()}
         prefix = cfg.get('prefix')
         if prefix:
             prefix = prefix.rstrip('.') + '.'
@@ -202,9 +202,9 @@ class UMEncoderMixin:
                     f'(its keys look like: {", ".join(list(state)[:3])}); set '
                     f'init_cfg.prefix to the module that holds the backbone, '
                     f'or drop it for a bare backbone checkpoint.')
-            revise_keys.append(('^' + re.escape(prefix), ''))
-        for pattern, repl in revise_keys:
-            state = {re.sub(pattern, repl, k): v for k, v in state.items()}
+            # as mmengine's prefix loading: only the prefixed keys, stripped
+            state = {k[len(prefix):]: v for k, v in state.items()
+                     if k.startswith(prefix)}
         own = self.state_dict()
         fresh = [k for k in own if k not in state]
         missing = [k for k in fresh if k not in self._allowed_missing()]
@@ -227,8 +227,8 @@ class UMEncoderMixin:
             ]
             raise ValueError(f'{name}: checkpoint {path} does not fit this '
                              f'backbone: {"; ".join(what)}; {hint}.')
-        load_state_dict(self, {k: v for k, v in state.items() if k in own},
-                        strict=False, logger='current')
+        # the load pre-hooks (a pos_embed resized or dropped) see every key
+        load_state_dict(self, state, strict=False, logger='current')
         print_log(
             f'{name}: loaded {len(own) - len(fresh)} tensors from {path}' +
             (f'; not in the checkpoint, kept at their init: {fresh}'

@@ -298,7 +298,7 @@ def make_demo_data(out_dir: str = 'data/demo', force: bool = False,
                    verbose: bool = True) -> str:
     """Write the three demo sets under ``out_dir`` (returned), unless its
     stamp says this version is there and ``force`` is off. A lock lets
-    parallel callers (test sessions) share one folder: a waiting process
+    parallel callers (test runs) share one folder: a waiting process
     finds the stamp written and returns."""
     log: Callable = print if verbose else (lambda *args: None)
     stamp = osp.join(out_dir, STAMP)

@@ -1,7 +1,7 @@
 """Shared fixtures.
 
-``demo_data`` generates the demo sets once per session into ``data/demo``
-(the folder ``make data`` fills; a second session only checks the stamp);
+``demo_data`` generates the demo sets once per test run into ``data/demo``
+(the folder ``make data`` fills; a later run only checks the stamp);
 ``demo_gen`` is the generator module (:mod:`mmumae_tools.demo_data`), for
 tests that need what it placed. Every test also gets back the mmengine
 default scope it started with (see ``_keep_default_scope``).

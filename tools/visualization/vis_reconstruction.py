@@ -1,13 +1,9 @@
-"""Reconstruction figure of a UM-MAE checkpoint on a few images
-(:mod:`mmumae_tools.vis`).
+"""Reconstruction figure of a UM-MAE checkpoint on a few images of the
+config's training set, or of ``--img-dir``, through its pipeline
+(:mod:`mmumae_tools.vis`)::
 
     python tools/visualization/vis_reconstruction.py CONFIG CHECKPOINT \
         [--img-dir DIR] [--num 4] [--out reconstruction.png] [--seed 0]
-
-Rows are images; columns: original | US-masked | encoder input (SM patches
-blue) | reconstruction. Images come from the config's training set (its
-pipeline draws the crops and masks) or, with ``--img-dir``, from the image
-files in DIR pushed through the same pipeline.
 """
 import argparse
 from typing import List, Optional

@@ -105,7 +105,8 @@ def test_name_matches_contents_and_recipe(path):
 
 @pytest.mark.parametrize('path', PAPER + DEMOS, ids=osp.basename)
 def test_bases_only_from_base_or_own_folder(path):
-    """No leaf config inherits another folder's leaf config."""
+    """No leaf config inherits another folder's leaf config; OpenMMLab's
+    own bases are named by scope (``mmpretrain::``)."""
     tree = ast.parse(open(path).read())
     bases = [
         ast.literal_eval(node.value) for node in tree.body
@@ -115,11 +116,11 @@ def test_bases_only_from_base_or_own_folder(path):
     (bases, ) = bases
     bases = [bases] if isinstance(bases, str) else bases
     for base in bases:
-        assert base.startswith('../_base_/') or base.startswith('./'), base
+        assert base.startswith(('../_base_/', './', 'mmpretrain::')), base
     if osp.basename(path).startswith('mae_') and '-bf16-' in path:
         assert bases == ['./' + osp.basename(path).replace('-bf16', '')]
     elif osp.basename(path).startswith('mae_'):  # MAE's bases, no _delete_
-        assert '../_base_/models/mae_vit-base-p16.py' in bases
+        assert 'mmpretrain::_base_/models/mae_vit-base-p16.py' in bases
         assert '_delete_' not in open(path).read()
 
 

@@ -3,7 +3,7 @@
 # (paper: FT top-1 82.88). The model is mmpretrain's
 # `_base_/models/mae_vit-base-p16.py` as shipped, its init_cfg included.
 _base_ = [
-    '../_base_/models/mae_vit-base-p16.py',
+    'mmpretrain::_base_/models/mae_vit-base-p16.py',
     '../_base_/datasets/imagenet_bs512_mae-224.py',
     '../_base_/schedules/ummae_adamw_coslr-200e.py',
     '../_base_/default_runtime.py',

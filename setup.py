@@ -33,6 +33,7 @@ setup(
         'tests': _requirements('tests.txt'),
         'optional': _requirements('optional.txt'),
         'study': _requirements('study.txt'),
+        'export': _requirements('export.txt'),
     },
     license='Apache License 2.0',
     zip_safe=False,

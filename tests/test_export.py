@@ -1,6 +1,7 @@
 """Export of stock-Swin checkpoints to timm and transformers
 (``mmumae_tools.export``, ``tools/model_converters/ummae_to_{timm,hf}.py``),
-and mmpretrain's own Swin loading a checkpoint converted for its window.
+and mmpretrain's own Swin loading a checkpoint converted for its window
+(``ummae_to_backbone.py --window-size``).
 
 Each export is loaded the way its library loads weights (timm:
 ``create_model`` + ``load_state_dict(strict=True)``; transformers:
@@ -17,6 +18,7 @@ import pytest
 import timm
 import torch
 from mmengine.config import Config
+from mmengine.registry import DefaultScope
 from mmengine.runner.checkpoint import save_checkpoint
 from mmpretrain.registry import MODELS
 from safetensors import safe_open
@@ -38,6 +40,7 @@ TABLE = 'relative_position_bias_table'
 TOL = dict(rtol=1e-4, atol=1e-4)
 to_timm = load_tool(TOOLS / 'ummae_to_timm.py', 'ummae_to_timm')
 to_hf = load_tool(TOOLS / 'ummae_to_hf.py', 'ummae_to_hf')
+to_backbone = load_tool(TOOLS / 'ummae_to_backbone.py', 'ummae_to_backbone')
 
 
 def pretrained(config: Path, path: Path, classes: int = 0) -> dict:
@@ -96,6 +99,64 @@ def ours(config: Path, state: dict, img: int, windows, tables: dict):
 def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
     torch.testing.assert_close(a, b, **TOL)
     return (a - b).abs().max().item()
+
+
+# ------------------------------------------ mmpretrain at another window
+def reference_table(table: torch.Tensor, window: int) -> torch.Tensor:
+    """The pre-trained bias of every offset of a ``window`` table: read at
+    the same offset for a smaller window, bicubic resize of the whole table
+    for a larger one (as mmdet's and mmseg's Swin loaders resize)."""
+    side, heads = round(table.shape[0]**.5), table.shape[1]
+    r, new = side // 2, 2 * window - 1
+    if window - 1 > r:
+        grid = table.T.reshape(1, heads, side, side)
+        return torch.nn.functional.interpolate(
+            grid, size=(new, new), mode='bicubic',
+            align_corners=False)[0].reshape(heads, -1).T
+    d = torch.arange(-(window - 1), window)
+    dy, dx = torch.meshgrid(d, d, indexing='ij')  # row-major offsets
+    return table[((dy + r) * side + dx + r).flatten()]
+
+
+@pytest.mark.parametrize('window', [7, 12, 20])
+def test_mmpretrain_swin_loads_converted_checkpoint(swin_t, tmp_path,
+                                                    window):
+    """mmpretrain's own SwinTransformer(arch='tiny', window_size=W) loads a
+    Swin-T checkpoint converted with --window-size W through its init_cfg:
+    nothing missing or unexpected, and no resize of its own (which calls
+    SciPy's removed interp2d); each table is the reference resize of the
+    pre-trained window-16 one, every other tensor the pre-trained one."""
+    src, state = swin_t
+    out = tmp_path / f'w{window}.pth'
+    to_backbone.main([src, str(out), '--window-size', str(window)])
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        model = MODELS.build(dict(
+            type='SwinTransformer', arch='tiny', window_size=window,
+            init_cfg=dict(type='Pretrained', checkpoint=str(out),
+                          prefix='backbone.')))
+    reports = []
+    model.register_load_state_dict_post_hook(
+        lambda module, keys: reports.append(
+            (list(keys.missing_keys), list(keys.unexpected_keys))))
+    model.init_weights()
+    assert reports == [([], [])]
+    for key, v in model.state_dict().items():
+        have = state['backbone.' + key]
+        if key.endswith(TABLE):
+            assert v.shape == ((2 * window - 1)**2, have.shape[1])
+            torch.testing.assert_close(v, reference_table(have, window),
+                                       rtol=1e-6, atol=1e-6)
+        elif not key.endswith('relative_position_index'):
+            assert torch.equal(v, have), key
+    if window == 7:  # the same file as for mmpretrain's own Swin-T config
+        stock = tmp_path / 'stock.pth'
+        to_backbone.main([src, str(stock), '--stock-config',
+                          'mmpretrain::swin_transformer/'
+                          'swin-tiny_16xb64_in1k.py'])
+        a, b = (torch.load(str(p), weights_only=True)['state_dict']
+                for p in (out, stock))
+        assert a.keys() == b.keys()
+        assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 # --------------------------------------------------------------------- timm

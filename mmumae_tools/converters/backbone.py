@@ -64,6 +64,19 @@ def stock_backbone(config: str) -> torch.nn.Module:
         return registry.build(backbone_cfg)
 
 
+def window_backbone(source: torch.nn.Module,
+                    window_size: int) -> torch.nn.Module:
+    """mmpretrain's own ``SwinTransformer`` of ``source``'s architecture
+    at ``window_size`` (``--window-size``; docs/install.md)."""
+    from mmpretrain.models.backbones import SwinTransformer
+    proj = source.patch_embed.projection
+    return SwinTransformer(
+        arch=dict(embed_dims=source.embed_dims, depths=source.depths,
+                  num_heads=source.num_heads),
+        in_channels=proj.in_channels, patch_size=proj.kernel_size[0],
+        window_size=window_size, out_indices=source.out_indices)
+
+
 def resize_table(table: torch.Tensor, side: int) -> torch.Tensor:
     """A ``((2W-1)**2, heads)`` bias table for a window of another size.
 
@@ -135,10 +148,12 @@ def to_stock(state: State, source: torch.nn.Module,
 
 
 def convert(src: str, dst: str, config: Optional[str] = None,
-            stock_config: Optional[str] = None) -> None:
+            stock_config: Optional[str] = None,
+            window_size: Optional[int] = None) -> None:
     """Write the backbone of ``src`` to ``dst``, its keys checked against
     the backbone of ``config`` (default: the config saved in ``src``); with
-    ``stock_config``, in the layout of that stock Swin (:func:`to_stock`).
+    ``stock_config``, in the layout of that stock Swin (:func:`to_stock`);
+    with ``window_size``, of mmpretrain's own Swin at that window.
     """
     check_paths(src, dst)
     ckpt = load_checkpoint_file(src)
@@ -146,7 +161,7 @@ def convert(src: str, dst: str, config: Optional[str] = None,
     meta = dict(ckpt.get('meta') or {})
     cfg_text = meta.get('cfg')
     if config is None and not cfg_text:
-        if stock_config:
+        if stock_config or window_size:
             raise ConversionError(
                 f'{src} saves no config; pass the pre-training config with '
                 f'--config.')
@@ -158,9 +173,12 @@ def convert(src: str, dst: str, config: Optional[str] = None,
                     for k, s in shapes_of(backbone.state_dict()).items()}
         check_keys(shapes_of(state), expected,
                    f'{type(backbone).__name__} backbone')
-        if stock_config:
-            state = to_stock(state, backbone, stock_backbone(stock_config))
-            meta.update(stock_config=stock_config)
+        if stock_config or window_size:
+            state = to_stock(state, backbone, stock_backbone(stock_config)
+                             if stock_config else
+                             window_backbone(backbone, window_size))
+            meta.update(dict(stock_config=stock_config) if stock_config
+                        else dict(window_size=window_size))
     meta.update(converted_from=osp.abspath(src),
                 converter='tools/model_converters/ummae_to_backbone.py')
     save_checkpoint_file(state, meta, dst)

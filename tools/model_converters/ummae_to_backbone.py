@@ -3,7 +3,7 @@
 
 Usage:
     python tools/model_converters/ummae_to_backbone.py IN OUT [--config CFG]
-        [--stock-config STOCK_CFG]
+        [--stock-config STOCK_CFG | --window-size N]
 
 A bad input answers one line ``refused: ...`` (exit status 1) and writes
 nothing; the output is written atomically and never replaces the input.
@@ -33,14 +33,22 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         help='write the backbone for the stock Swin of this config (e.g. '
         'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py); '
         'UMStockSwinTransformer checkpoints only')
-    return parser.parse_args(argv)
+    parser.add_argument(
+        '--window-size', type=int,
+        help='write the backbone for mmpretrain\'s own SwinTransformer at '
+        'this window (bias tables resized here: mmpretrain\'s own resize '
+        'needs SciPy < 1.14); UMStockSwinTransformer checkpoints only')
+    args = parser.parse_args(argv)
+    if args.stock_config and args.window_size:
+        parser.error('pass --stock-config or --window-size, not both')
+    return args
 
 
 def main(argv: Optional[List[str]] = None) -> None:
     """Convert; a refused conversion exits with status 1."""
     args = parse_args(argv)
     run_or_refuse(convert, args.src, args.dst, args.config,
-                  args.stock_config)
+                  args.stock_config, args.window_size)
 
 
 if __name__ == '__main__':

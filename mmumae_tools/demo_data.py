@@ -1,20 +1,13 @@
-"""Small, deterministic demo data sets from scikit-image's photographs
-(nothing is downloaded; the same bytes on every run), each in the layout its
-OpenMMLab dataset class reads:
-
-- ``imagenet/``: mmpretrain's ``ImageNet`` / ``CustomDataset``; each image
-  a 256x256 random crop of one photograph, the class.
-- ``coco/``: mmdet's ``CocoDataset`` (``metainfo=dict(classes=
-  COCO_CLASSES)``); crops of the person in ``astronaut``, the cat in
-  ``chelsea`` and the cup in ``coffee``, cut by a rectangle, ellipse or
-  polygon, pasted without overlap on texture-like photographs; each box is
-  the exact extent of the mask pycocotools rasterises from the polygon.
-- ``ade/ADEChallengeData2016/``: mmseg's ``ADE20KDataset`` in ADE20K's own
-  numbering (:data:`ADE_IDS`; 0 is "other"), so the stock class list and
-  ``reduce_zero_label`` apply.
-
-:func:`coco_layout` and :func:`ade_layout` return what was placed, for
-checking what a dataset class loads.
+"""Small, deterministic demo data sets made from scikit-image's photographs
+(nothing downloaded; the same bytes on every run), each in the layout its
+OpenMMLab dataset class reads: ``imagenet/`` (mmpretrain's ``ImageNet``; a
+256x256 crop of one photograph, the class), ``coco/`` (mmdet's
+``CocoDataset`` with ``metainfo=dict(classes=COCO_CLASSES)``; masked object
+crops pasted without overlap on texture photographs, each box the extent of
+the mask pycocotools rasterises from the polygon) and
+``ade/ADEChallengeData2016/`` (mmseg's ``ADE20KDataset`` in ADE20K's ids,
+:data:`ADE_IDS`, 0 = other). :func:`coco_layout` and :func:`ade_layout`
+return what was placed.
 """
 import fcntl
 import functools
@@ -23,26 +16,22 @@ import os
 import os.path as osp
 import shutil
 import time
-from typing import Callable, Dict, List, Tuple
+from typing import List, Tuple
 
 import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
 from skimage import data as skdata
 
-# Bump whenever the output changes, so stale data gets rewritten.
-VERSION = 'mmumae-demo-data v1'
+VERSION = 'mmumae-demo-data v1'  # bump whenever the output changes
 STAMP = '.demo-data-stamp'
 SEED = 20240101
 JPEG_QUALITY = 90
-
-# ImageNet-style classification: one class per photograph.
 IMAGENET_CLASSES = ('astronaut', 'camera', 'chelsea', 'coffee', 'coins',
                     'hubble_deep_field', 'immunohistochemistry', 'moon',
                     'retina', 'rocket')
 IMAGENET_SIZE = 256
 IMAGENET_PER_CLASS = dict(train=32, val=8)
-
 # Objects: (photograph, subject box as fractions x0, y0, x1, y1).
 _OBJECTS = {
     'person': ('astronaut', (0.05, 0.0, 0.85, 1.0)),
@@ -54,13 +43,10 @@ COCO_SPLITS = dict(train2017=48, val2017=16)
 _COCO_BACKGROUNDS = ('brick', 'grass', 'gravel', 'moon', 'hubble_deep_field',
                      'immunohistochemistry', 'rocket', 'retina')
 _IMAGE_SHAPES = ((256, 256), (256, 320), (320, 256))  # (height, width)
-
-# ADE20K ids (1-based; 0 = other) of the classes the demo uses.
 ADE_IDS = dict(wall=1, sky=3, grass=10, person=13, rock=35, animal=127)
 _ADE_STUFF = dict(wall='brick', sky='hubble_deep_field', grass='grass',
                   rock='gravel')
 _ADE_THINGS = dict(person='person', animal='cat')  # ADE name -> _OBJECTS key
-_ADE_OTHER_PHOTO = 'moon'
 ADE_SPLITS = dict(training=48, validation=16)
 
 
@@ -68,10 +54,8 @@ ADE_SPLITS = dict(training=48, validation=16)
 def _photo(name: str) -> np.ndarray:
     """A scikit-image photograph as a read-only RGB uint8 array."""
     img = getattr(skdata, name)()
-    if img.dtype == bool:
-        img = img.astype(np.uint8) * 255
-    if img.ndim == 2:
-        img = np.stack([img] * 3, axis=-1)
+    img = img.astype(np.uint8) * 255 if img.dtype == bool else img
+    img = np.stack([img] * 3, axis=-1) if img.ndim == 2 else img
     img = np.ascontiguousarray(img[..., :3], dtype=np.uint8)
     img.setflags(write=False)
     return img
@@ -81,9 +65,8 @@ def _random_view(rng: np.random.Generator, img: np.ndarray, height: int,
                  width: int, scale: Tuple[float, float] = (0.3, 1.0),
                  box: Tuple[float, float, float, float] = (0, 0, 1, 1)
                  ) -> np.ndarray:
-    """Crop a random window of ``img`` (inside the fractional ``box``) with
-    the aspect ratio of ``height x width``, resize it to that size and flip
-    it horizontally half of the time."""
+    """A random window of ``img`` (inside the fractional ``box``) of the
+    aspect of ``height x width``, resized to it, flipped half the time."""
     h, w = img.shape[:2]
     img = img[int(box[1] * h):int(box[3] * h), int(box[0] * w):int(box[2] * w)]
     h, w = img.shape[:2]
@@ -99,8 +82,12 @@ def _random_view(rng: np.random.Generator, img: np.ndarray, height: int,
     return np.ascontiguousarray(view[:, ::-1] if rng.random() < 0.5 else view)
 
 
-def _write(path: str, img: np.ndarray) -> None:
-    """A JPEG of an RGB image, or a PNG of a label map."""
+def _write(path: str, img) -> None:
+    """A JPEG of an RGB image, a PNG of a label map, or text lines."""
+    if isinstance(img, (list, tuple)):
+        with open(path, 'w') as f:
+            f.write('\n'.join(img) + '\n')
+        return
     args = ('.png', img) if path.endswith('.png') else (
         '.jpg', img[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
     ok, buf = cv2.imencode(*args)
@@ -108,15 +95,11 @@ def _write(path: str, img: np.ndarray) -> None:
     buf.tofile(path)
 
 
-def _write_text(path: str, lines: List[str]) -> None:
-    with open(path, 'w') as f:
-        f.write('\n'.join(lines) + '\n')
-
-
-def _make_imagenet(root: str, rng: np.random.Generator) -> Dict[str, int]:
+def _make_imagenet(root: str) -> str:
+    rng = np.random.default_rng([SEED, 0])
     os.makedirs(osp.join(root, 'meta'), exist_ok=True)
-    _write_text(osp.join(root, 'meta', 'classes.txt'), IMAGENET_CLASSES)
-    counts = {}
+    _write(osp.join(root, 'meta', 'classes.txt'), IMAGENET_CLASSES)
+    counts = []
     for split, per_class in IMAGENET_PER_CLASS.items():
         lines = []
         for label, name in enumerate(IMAGENET_CLASSES):
@@ -126,16 +109,16 @@ def _make_imagenet(root: str, rng: np.random.Generator) -> Dict[str, int]:
                 _write(osp.join(root, split, rel), _random_view(
                     rng, _photo(name), IMAGENET_SIZE, IMAGENET_SIZE))
                 lines.append(f'{rel} {label}')
-        _write_text(osp.join(root, 'meta', f'{split}.txt'), lines)
-        counts[split] = len(lines)
-    return counts
+        _write(osp.join(root, 'meta', f'{split}.txt'), lines)
+        counts.append(f'{len(lines)} {split}')
+    return (f'{root}: {" + ".join(counts)} images, {len(IMAGENET_CLASSES)} '
+            'classes, meta/{train,val,classes}.txt')
 
 
 def _shape_polygon(rng: np.random.Generator, kind: str, x: int, y: int,
                    w: int, h: int) -> List[float]:
-    """A flat ``[x1, y1, x2, y2, ...]`` polygon inside the box (x, y, w, h):
-    a rectangle (integer corners), an ellipse (32 points) or a random
-    star-shaped polygon (5-8 points), coordinates rounded to 0.01 px."""
+    """A flat ``[x1, y1, ...]`` rectangle, ellipse (32 points) or random
+    star-shaped polygon (5-8 points) in the box (x, y, w, h), to 0.01 px."""
     if kind == 'rectangle':
         pts = [(x, y), (x + w, y), (x + w, y + h), (x, y + h)]
     else:
@@ -147,14 +130,12 @@ def _shape_polygon(rng: np.random.Generator, kind: str, x: int, y: int,
     return [round(float(v), 2) for pt in pts for v in pt]
 
 
-def _place_objects(rng: np.random.Generator, height: int, width: int,
+def _place_objects(rng: np.random.Generator, image: np.ndarray,
                    names: List[str], max_objects: int) -> List[dict]:
-    """Choose non-overlapping objects: name, shape, polygon, mask, pixels.
-
-    The mask is what pycocotools rasterises from the stored polygon, so a
-    COCO loader reproduces it exactly; the pasted pixels are the object's
-    photograph crop under that mask.
-    """
+    """Paste non-overlapping objects into ``image``: name, shape, polygon,
+    mask (pycocotools' raster of the polygon, so a COCO loader reproduces
+    it), bbox, area."""
+    height, width = image.shape[:2]
     objects, taken = [], np.zeros((height, width), bool)
     for _ in range(int(rng.integers(1, max_objects + 1))):
         name = names[int(rng.integers(len(names)))]
@@ -175,19 +156,14 @@ def _place_objects(rng: np.random.Generator, height: int, width: int,
         photo, box = _OBJECTS[name]
         pixels = _random_view(rng, _photo(photo), h, w, (0.6, 1.0), box)
         taken[y:y + h, x:x + w] = True
+        mask = mask_utils.decode(rle).astype(bool)
+        region = mask[y:y + h, x:x + w]
+        image[y:y + h, x:x + w][region] = pixels[region]
         objects.append(dict(
-            name=name, shape=kind, polygon=polygon,
-            mask=mask_utils.decode(rle).astype(bool),
+            name=name, shape=kind, polygon=polygon, mask=mask,
             bbox=[int(v) for v in mask_utils.toBbox(rle)],
-            area=int(mask_utils.area(rle)), pixels=pixels, offset=(x, y)))
+            area=int(mask_utils.area(rle))))
     return objects
-
-
-def _paste(image: np.ndarray, obj: dict) -> None:
-    x, y = obj['offset']
-    h, w = obj['pixels'].shape[:2]
-    region = obj['mask'][y:y + h, x:x + w]
-    image[y:y + h, x:x + w][region] = obj['pixels'][region]
 
 
 def coco_layout(split: str, seed: int = SEED) -> List[dict]:
@@ -203,9 +179,7 @@ def coco_layout(split: str, seed: int = SEED) -> List[dict]:
         height, width = _IMAGE_SHAPES[i % len(_IMAGE_SHAPES)]
         bg = _COCO_BACKGROUNDS[int(rng.integers(len(_COCO_BACKGROUNDS)))]
         image = _random_view(rng, _photo(bg), height, width).copy()
-        objects = _place_objects(rng, height, width, list(COCO_CLASSES), 4)
-        for obj in objects:
-            _paste(image, obj)
+        objects = _place_objects(rng, image, list(COCO_CLASSES), 4)
         image_id = split_index * 100000 + i + 1
         images.append(dict(id=image_id, file_name=f'{image_id:012d}.jpg',
                            height=height, width=width, image=image,
@@ -213,11 +187,11 @@ def coco_layout(split: str, seed: int = SEED) -> List[dict]:
     return images
 
 
-def _make_coco(root: str) -> Dict[str, Tuple[int, int]]:
+def _make_coco(root: str) -> str:
     os.makedirs(osp.join(root, 'annotations'), exist_ok=True)
     categories = [dict(id=i + 1, name=name, supercategory='demo')
                   for i, name in enumerate(COCO_CLASSES)]
-    counts = {}
+    lines = []
     for split in COCO_SPLITS:
         os.makedirs(osp.join(root, split), exist_ok=True)
         images, annotations = [], []
@@ -235,8 +209,10 @@ def _make_coco(root: str) -> Dict[str, Tuple[int, int]]:
                   'w') as f:
             json.dump(dict(images=images, annotations=annotations,
                            categories=categories), f)
-        counts[split] = (len(images), len(annotations))
-    return counts
+        lines.append(f'{root}/{split}: {len(images)} images, '
+                     f'{len(annotations)} instances of {len(COCO_CLASSES)} '
+                     f'classes, annotations/instances_{split}.json')
+    return '\n'.join(lines)
 
 
 def ade_layout(split: str, seed: int = SEED) -> List[dict]:
@@ -268,19 +244,18 @@ def ade_layout(split: str, seed: int = SEED) -> List[dict]:
         if rng.random() < 0.5:
             band = int(rng.integers(16, height // 4))
             y0 = int(rng.integers(0, height - band))
-            image[y0:y0 + band] = _random_view(rng, _photo(_ADE_OTHER_PHOTO),
-                                               band, width)
+            image[y0:y0 + band] = _random_view(rng, _photo('moon'), band,
+                                               width)
             label[y0:y0 + band] = 0
-        for obj in _place_objects(rng, height, width, list(things), 3):
-            _paste(image, obj)
+        for obj in _place_objects(rng, image, list(things), 3):
             label[obj['mask']] = ADE_IDS[things[obj['name']]]
         samples.append(dict(name=f'{prefix}_{i + 1:08d}', image=image,
                             label=label))
     return samples
 
 
-def _make_ade(root: str) -> Dict[str, int]:
-    counts = {}
+def _make_ade(root: str) -> str:
+    lines = []
     for split in ADE_SPLITS:
         for sub in ('images', 'annotations'):
             os.makedirs(osp.join(root, sub, split), exist_ok=True)
@@ -290,8 +265,9 @@ def _make_ade(root: str) -> Dict[str, int]:
                    s['image'])
             _write(osp.join(root, 'annotations', split, s['name'] + '.png'),
                    s['label'])
-        counts[split] = len(samples)
-    return counts
+        lines.append(f'{root}: {len(samples)} {split} images + label maps '
+                     f'(ADE20K ids {sorted(ADE_IDS.values())}, 0 = other)')
+    return '\n'.join(lines)
 
 
 def make_demo_data(out_dir: str = 'data/demo', force: bool = False,
@@ -300,35 +276,26 @@ def make_demo_data(out_dir: str = 'data/demo', force: bool = False,
     stamp says this version is there and ``force`` is off. A lock lets
     parallel callers (test runs) share one folder: a waiting process
     finds the stamp written and returns."""
-    log: Callable = print if verbose else (lambda *args: None)
+    def log(text: str) -> None:
+        if verbose:
+            print('\n'.join(f'[demo-data] {t}' for t in text.split('\n')))
+
     stamp = osp.join(out_dir, STAMP)
     os.makedirs(out_dir, exist_ok=True)
     with open(osp.join(out_dir, '.demo-data-lock'), 'w') as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not force and osp.isfile(stamp) and open(stamp).read() == VERSION:
-            log(f'[demo-data] {out_dir} already holds {VERSION} '
-                '(--force to rewrite)')
+            log(f'{out_dir} already holds {VERSION} (--force to rewrite)')
             return out_dir
         start = time.time()
         if osp.exists(stamp):
             os.remove(stamp)
         for sub in ('imagenet', 'coco', 'ade'):  # no stale files
             shutil.rmtree(osp.join(out_dir, sub), ignore_errors=True)
-        root = osp.join(out_dir, 'imagenet')
-        counts = _make_imagenet(root, np.random.default_rng([SEED, 0]))
-        log(f'[demo-data] {root}: {counts["train"]} train + {counts["val"]} '
-            f'val images, {len(IMAGENET_CLASSES)} classes, meta/{{train,val,'
-            'classes}.txt')
-        root = osp.join(out_dir, 'coco')
-        for split, (n_img, n_ann) in _make_coco(root).items():
-            log(f'[demo-data] {root}/{split}: {n_img} images, {n_ann} '
-                f'instances of {len(COCO_CLASSES)} classes, annotations/'
-                f'instances_{split}.json')
-        root = osp.join(out_dir, 'ade', 'ADEChallengeData2016')
-        for split, n in _make_ade(root).items():
-            log(f'[demo-data] {root}: {n} {split} images + label maps '
-                f'(ADE20K ids {sorted(ADE_IDS.values())}, 0 = other)')
+        log(_make_imagenet(osp.join(out_dir, 'imagenet')))
+        log(_make_coco(osp.join(out_dir, 'coco')))
+        log(_make_ade(osp.join(out_dir, 'ade', 'ADEChallengeData2016')))
         with open(stamp, 'w') as f:
             f.write(VERSION)
-        log(f'[demo-data] done in {time.time() - start:.1f} s')
+        log(f'done in {time.time() - start:.1f} s')
     return out_dir

@@ -3,17 +3,18 @@ checkpoint to a backbone-only one (:mod:`.backbone`), a release checkpoint
 of the reference code to mmumae (:mod:`.official`), and what they share:
 reading, key checks, atomic writing and the ``refused: ...`` line."""
 import argparse
-import errno
+import importlib
 import os
 import os.path as osp
 import shutil
 import sys
 import tempfile
 from collections import Counter
-from typing import Callable, Dict, Iterable, Optional, Tuple
+from typing import Callable, Dict, Iterable, Tuple
 
 import torch
 from mmengine.config import Config
+from mmengine.registry import DefaultScope
 
 import mmumae  # noqa: F401  (registers the models)
 from runsafe import RunError, read_checkpoint
@@ -28,12 +29,10 @@ class ConversionError(ValueError):
 
 
 def load_checkpoint_file(path: str) -> dict:
-    """Load a checkpoint on the CPU, weights-only, with runsafe's reader
-    (:func:`runsafe.read_checkpoint`: ``checkpoint not found: PATH``, ``not
-    a checkpoint file: PATH (reason)``), its error a
-    :class:`ConversionError`. Release files of the reference code may also
-    hold its ``argparse.Namespace`` of arguments, a plain attribute
-    container, allowed here."""
+    """A checkpoint read on the CPU by :func:`runsafe.read_checkpoint`
+    (weights only, plus the ``argparse.Namespace`` of arguments release
+    files of the reference code hold); its one-line error a
+    :class:`ConversionError`."""
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
             return read_checkpoint(path, map_location='cpu')
@@ -70,8 +69,7 @@ def check_keys(got: Shapes, expected: Shapes, what: str,
     """Print missing, unexpected and mis-shaped keys of ``got`` against the
     target's ``expected``; raise a :class:`ConversionError` if any (keys of
     ``allow_missing`` may be absent: they keep their initialisation)."""
-    allowed = set(allow_missing)
-    missing = sorted(k for k in expected if k not in got and k not in allowed)
+    missing = sorted(set(expected) - set(got) - set(allow_missing))
     unexpected = sorted(k for k in got if k not in expected)
     shapes = sorted(k for k in got if k in expected and got[k] != expected[k])
     print(f'missing keys ({len(missing)}): {missing}')
@@ -93,26 +91,32 @@ def check_keys(got: Shapes, expected: Shapes, what: str,
                               'named and is complete.')
 
 
-def backbone_from_config(cfg_text: Optional[str],
-                         path: Optional[str] = None) -> torch.nn.Module:
-    """Build (not initialise) the backbone of a config file, else text."""
-    cfg = Config.fromfile(path) if path is not None else Config.fromstring(
-        cfg_text, file_format='.py')
-    from mmpretrain.registry import MODELS
-    backbone_cfg = dict(cfg.model.backbone)
-    backbone_cfg.pop('init_cfg', None)
-    return MODELS.build(backbone_cfg)
+def build_backbone(cfg: Config, name: str) -> torch.nn.Module:
+    """Build (not initialise) the backbone of ``cfg`` (called ``name`` in
+    errors) in its scope: mmpretrain (the default), mmdet or mmseg."""
+    scope = cfg.get('default_scope') or 'mmpretrain'
+    if scope not in ('mmpretrain', 'mmdet', 'mmseg'):
+        raise ConversionError(f'{name}: scope {scope!r} is not one of '
+                              f'mmpretrain, mmdet, mmseg.')
+    importlib.import_module(f'{scope}.utils').register_all_modules(
+        init_default_scope=False)
+    backbone = dict(cfg.model.backbone)
+    backbone.pop('init_cfg', None)
+    backbone.pop('pretrained', None)
+    with DefaultScope.overwrite_default_scope(scope):
+        return importlib.import_module(f'{scope}.registry').MODELS.build(
+            backbone)
 
 
 def save_checkpoint_file(state: Dict[str, torch.Tensor], meta: dict,
                          path: str) -> None:
     """Write ``{'meta': meta, 'state_dict': state}`` (mmengine's layout)
-    atomically: to a hidden temporary file in the output's directory,
-    renamed over ``path`` only when complete, and removed on any error.
+    atomically: a hidden temporary file beside ``path``, renamed over it
+    when complete, removed on any error.
 
     Raises:
         ConversionError: When the file cannot be written (names the file
-            and, for a full disk, the free space).
+            and the free space).
     """
     folder = osp.dirname(osp.abspath(path))
     if not osp.isdir(folder):
@@ -129,24 +133,19 @@ def save_checkpoint_file(state: Dict[str, torch.Tensor], meta: dict,
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException as err:
-        if osp.exists(tmp):
-            os.remove(tmp)
+    except (OSError, RuntimeError) as err:
         # torch.save reports a failed write of its zip container as a
         # RuntimeError ("unexpected pos ..."), other writes as OSError
-        if not isinstance(err, (OSError, RuntimeError)):
-            raise
-        free = shutil.disk_usage(folder).free / 2**20
-        if getattr(err, 'errno', None) == errno.ENOSPC:
-            raise ConversionError(
-                f'cannot write {path}: no space left on the device '
-                f'({free:.0f} MiB free in {folder}); free some space or '
-                f'write elsewhere. Nothing was written.') from None
-        reason = err.strerror if isinstance(err, OSError) and \
-            err.strerror else f'the write stopped ({str(err)[:120]})'
+        reason = getattr(err, 'strerror', None) or \
+            f'the write stopped ({str(err)[:120]})'
         raise ConversionError(
-            f'cannot write {path}: {reason}; {free:.0f} MiB free in '
-            f'{folder}; nothing was written.') from None
+            f'cannot write {path}: {reason}; '
+            f'{shutil.disk_usage(folder).free / 2**20:.0f} MiB free in '
+            f'{folder}; nothing was written: free some space or write '
+            f'elsewhere.') from None
+    finally:
+        if osp.exists(tmp):
+            os.remove(tmp)
     print(f'saved {len(state)} tensors to {path}')
 
 

@@ -1,18 +1,14 @@
-"""mmumae checkpoint (pre-training or fine-tuned) -> backbone-only
-checkpoint: the ``backbone.*`` tensors, prefix kept, which mmpretrain,
-mmdet and mmseg load with ``init_cfg=dict(type='Pretrained', checkpoint=...,
-prefix='backbone.')``; checked against the backbone of the saved config.
-For the stock Swin of another config, :func:`to_stock` writes exactly its
-keys and shapes (``tools/model_converters/README.md``).
-"""
-import importlib
+"""mmumae checkpoint -> backbone-only checkpoint (``backbone.*``, prefix
+kept), checked against the saved config's backbone; :func:`to_stock` writes
+a stock Swin's exact keys (``tools/model_converters/README.md``)."""
 import os.path as osp
 import re
 from typing import Dict, Optional
 
 import torch
+from mmengine.config import Config
 
-from . import (ConversionError, backbone_from_config, check_keys, check_paths,
+from . import (ConversionError, build_backbone, check_keys, check_paths,
                load_checkpoint_file, prefix_counts, save_checkpoint_file,
                shapes_of)
 
@@ -44,24 +40,11 @@ def backbone_state(ckpt: dict, path: str) -> State:
 
 
 def stock_backbone(config: str) -> torch.nn.Module:
-    """Build (not initialise) the backbone of a stock config in its scope
-    (``mmdet::...``, ``mmseg::...``, ``mmpretrain::...`` or a file)."""
-    from mmengine.config import Config
+    """The backbone of a stock config (``mmdet::...``, ``mmseg::...``,
+    ``mmpretrain::...`` or a file), built in its scope."""
     from mmengine.hub import get_config
-    from mmengine.registry import DefaultScope
     cfg = get_config(config) if '::' in config else Config.fromfile(config)
-    scope = cfg.get('default_scope') or 'mmpretrain'
-    if scope not in ('mmpretrain', 'mmdet', 'mmseg'):
-        raise ConversionError(f'{config}: scope {scope!r} is not one of '
-                              f'mmpretrain, mmdet, mmseg.')
-    importlib.import_module(f'{scope}.utils').register_all_modules(
-        init_default_scope=False)
-    registry = importlib.import_module(f'{scope}.registry').MODELS
-    backbone_cfg = dict(cfg.model.backbone)
-    backbone_cfg.pop('init_cfg', None)
-    backbone_cfg.pop('pretrained', None)
-    with DefaultScope.overwrite_default_scope(scope):
-        return registry.build(backbone_cfg)
+    return build_backbone(cfg, config)
 
 
 def window_backbone(source: torch.nn.Module,
@@ -78,15 +61,10 @@ def window_backbone(source: torch.nn.Module,
 
 
 def resize_table(table: torch.Tensor, side: int) -> torch.Tensor:
-    """A ``((2W-1)**2, heads)`` bias table for a window of another size.
-
-    A smaller window reads offsets the table already holds: its entries
-    are the centre ``side x side`` of the table, unchanged. A larger one
-    needs new offsets: bicubic interpolation of the whole table, as mmdet's
-    and mmseg's Swin loaders do. (mmpretrain's own
-    ``resize_relative_position_bias_table`` calls ``scipy.interpolate.
-    interp2d``, which SciPy 1.14 removed.)
-    """
+    """A ``((2W-1)**2, heads)`` bias table for a window of another size:
+    the centre of the table for a smaller window, a bicubic resize (as
+    mmdet's and mmseg's Swin loaders do; mmpretrain's needs SciPy's removed
+    ``interp2d``) for a larger one."""
     src, heads = int(round(table.shape[0]**.5)), table.shape[1]
     grid = table.view(src, src, heads)
     if side <= src:
@@ -131,14 +109,9 @@ def to_stock(state: State, source: torch.nn.Module,
     dropped = sorted(set(src) - set(own))
     unplaced = [k for k in dropped
                 if k != 'mask_token' and not NORM.fullmatch(k)]
-    if resized:
-        print(f'resized {len(resized)} bias tables to the target window '
-              f'(e.g. {resized[0]}: {tuple(src[resized[0]].shape)} -> '
-              f'{tuple(own[resized[0]].shape)})')
-    if fresh:
-        print(f'not pre-trained, written at LayerNorm initialisation: '
-              f'{fresh}')
-    print(f'dropped (no place in the stock Swin): {dropped}')
+    print(f'resized to the target window: {resized}; not pre-trained, '
+          f'written at LayerNorm initialisation: {fresh}; dropped (no place '
+          f'in the stock Swin): {dropped}')
     if unplaced:
         raise ConversionError(f'{len(unplaced)} backbone keys have no place '
                               f'in the stock Swin (e.g. {unplaced[0]}).')
@@ -168,7 +141,9 @@ def convert(src: str, dst: str, config: Optional[str] = None,
         print('no config saved in the checkpoint and no --config: the '
               'backbone keys are not checked against a model')
     else:
-        backbone = backbone_from_config(cfg_text, config)
+        backbone = build_backbone(Config.fromfile(config) if config else
+                                  Config.fromstring(cfg_text, '.py'),
+                                  config or src)
         expected = {PREFIX + k: s
                     for k, s in shapes_of(backbone.state_dict()).items()}
         check_keys(shapes_of(state), expected,

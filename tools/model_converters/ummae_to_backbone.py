@@ -1,13 +1,7 @@
 """mmumae checkpoint -> backbone-only checkpoint
-(:mod:`mmumae_tools.converters.backbone`; README.md in this folder).
-
-Usage:
-    python tools/model_converters/ummae_to_backbone.py IN OUT [--config CFG]
-        [--stock-config STOCK_CFG | --window-size N]
-
-A bad input answers one line ``refused: ...`` (exit status 1) and writes
-nothing; the output is written atomically and never replaces the input.
-"""
+(:mod:`mmumae_tools.converters.backbone`; README.md in this folder). A bad
+input answers one line ``refused: ...`` (exit status 1) and writes nothing;
+the output is written atomically and never replaces the input."""
 import argparse
 from typing import List, Optional
 
@@ -17,36 +11,28 @@ from mmumae_tools.converters.backbone import convert
 __all__ = ['ConversionError', 'convert', 'main']
 
 
-def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    """Parse the command line (``argv`` defaults to ``sys.argv[1:]``)."""
+def main(argv: Optional[List[str]] = None) -> None:
+    """Convert (``argv`` defaults to ``sys.argv[1:]``); a refused
+    conversion exits with status 1."""
     parser = argparse.ArgumentParser(
         description='Keep only the backbone of an mmumae checkpoint '
         '(pre-training or fine-tuned), with its "backbone." prefix.')
     parser.add_argument('src', help='input mmumae checkpoint')
     parser.add_argument('dst', help='output backbone-only checkpoint')
-    parser.add_argument(
-        '--config',
-        help='config to check the backbone keys against (default: the '
-        'config saved in the checkpoint)')
-    parser.add_argument(
+    parser.add_argument('--config', help='config to check the backbone keys '
+                        'against (default: the one saved in the checkpoint)')
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
         '--stock-config',
         help='write the backbone for the stock Swin of this config (e.g. '
         'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py); '
         'UMStockSwinTransformer checkpoints only')
-    parser.add_argument(
+    group.add_argument(
         '--window-size', type=int,
         help='write the backbone for mmpretrain\'s own SwinTransformer at '
         'this window (bias tables resized here: mmpretrain\'s own resize '
         'needs SciPy < 1.14); UMStockSwinTransformer checkpoints only')
     args = parser.parse_args(argv)
-    if args.stock_config and args.window_size:
-        parser.error('pass --stock-config or --window-size, not both')
-    return args
-
-
-def main(argv: Optional[List[str]] = None) -> None:
-    """Convert; a refused conversion exits with status 1."""
-    args = parse_args(argv)
     run_or_refuse(convert, args.src, args.dst, args.config,
                   args.stock_config, args.window_size)
 

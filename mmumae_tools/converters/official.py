@@ -1,10 +1,7 @@
 """Release checkpoint of the reference UM-MAE code -> mmumae checkpoint of
-the model of the matching config (:data:`TARGETS`): every converted key must
-exist there with the same shape, and every target key must be filled, else
-nothing is written. ``tools/model_converters/README.md`` explains each
-convention (``pos_order='reference'``, PVT's fixed ``pos_embed``, the
-dropped ``fc_norm``, the zero ``mask_token`` of a fine-tuned file).
-"""
+the matching config's model (:data:`TARGETS`), every key placed and filled
+or nothing written; ``tools/model_converters/README.md`` explains each
+convention."""
 import os.path as osp
 import re
 from typing import Dict, List, Optional, Tuple
@@ -90,41 +87,35 @@ def block_index(depths: List[int], k: int) -> Tuple[int, int]:
                           f'{sum(depths)} blocks of depths {depths}.')
 
 
-def _rename(key: str, pairs) -> str:
+def _rename(key: str, pairs) -> Optional[str]:
+    """``key`` with the first matching prefix of ``pairs`` (old, new)
+    replaced (an old name without a dot: the whole key); else None."""
     for old, new in pairs:
-        if key.startswith(old):
+        if key == old or (old.endswith('.') and key.startswith(old)):
             return new + key[len(old):]
-    return key
+    return None
 
 
 def rename(key: str, family: str, depths: List[int]) -> Optional[str]:
     """mmumae name of an official key; None for a key with no place."""
-    for old, new in STEMS[family].items():
-        if key == old or (old.endswith('.') and key.startswith(old)):
-            return new + key[len(old):]
-    if key.startswith('norm.'):
-        return f'backbone.norm{len(depths) - 1}.' + key[len('norm.'):]
-    if key.startswith('head.'):
-        return 'head.fc.' + key[len('head.'):]
-    if key.startswith(DECODER_TOP):
-        return 'neck.' + key
-    m = re.match(r'decoder_blocks\.(\d+)\.(.+)$', key)
-    if m:
-        return (f'neck.decoder_blocks.{m.group(1)}.' +
-                _rename(m.group(2), DECODER_RENAMES))
-    m = re.match(r'blocks\.(\d+)\.(.+)$', key)
-    if not m:
-        return None
-    i, j = block_index(depths, int(m.group(1)))
-    rest = m.group(2)
-    if rest.startswith('downsample.'):
-        rest = rest[len('downsample.'):]
-        if family == 'swin':
-            return f'backbone.stages.{i}.downsample.' + _rename(
-                rest, (('proj.', 'reduction.'), ))
-        return f'backbone.stages.{i}.patch_embed.' + _rename(
-            rest, (('proj.', ''), ))
-    return f'backbone.stages.{i}.blocks.{j}.' + _rename(rest, BLOCK_RENAMES)
+    new = _rename(key, list(STEMS[family].items()) + [
+        ('norm.', f'backbone.norm{len(depths) - 1}.'), ('head.', 'head.fc.')
+    ] + [(top, 'neck.' + top) for top in DECODER_TOP])
+    m = re.match(r'(decoder_)?blocks\.(\d+)\.(downsample\.)?(.+)$', key)
+    if new or not m:
+        return new
+    if m[1]:
+        return (f'neck.decoder_blocks.{m[2]}.' +
+                (_rename(m[4], DECODER_RENAMES) or m[4]))
+    i, j = block_index(depths, int(m[2]))
+    if m[3] and family == 'swin':
+        return f'backbone.stages.{i}.downsample.' + (
+            _rename(m[4], [('proj.', 'reduction.')]) or m[4])
+    if m[3]:
+        return f'backbone.stages.{i}.patch_embed.' + (
+            _rename(m[4], [('proj.', '')]) or m[4])
+    return f'backbone.stages.{i}.blocks.{j}.' + (
+        _rename(m[4], BLOCK_RENAMES) or m[4])
 
 
 def official_state(ckpt: dict, path: str) -> State:
@@ -183,13 +174,8 @@ def convert_state(state: State, model: str, kind: str,
 
 
 def file_classes(state: State, asked: Optional[int] = None) -> Optional[int]:
-    """Class count of a fine-tuned file (rows of ``head.weight``), checked
-    against ``--num-classes``; None for a file without a head.
-
-    Raises:
-        ConversionError: When ``asked`` differs from the file's count, or
-            is given for a file without a head.
-    """
+    """Class count of a fine-tuned file (rows of ``head.weight``; None
+    without a head), which ``asked`` (``--num-classes``) must equal."""
     head = state.get('head.weight')
     if head is None and asked is not None:
         raise ConversionError(

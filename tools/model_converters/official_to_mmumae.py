@@ -1,16 +1,9 @@
-"""Release checkpoint of the reference UM-MAE code -> mmumae checkpoint
-(:mod:`mmumae_tools.converters.official`; README.md in this folder).
-
-Usage:
-    python tools/model_converters/official_to_mmumae.py IN OUT \\
-        [--model {swin-tiny,swin-large,pvt-small}] \\
-        [--kind {pretrain,finetune}] [--num-classes N]
-
-``IN`` is a checkpoint of the reference implementation (implus/UM-MAE,
-weights under ``model``); model and kind are detected from its keys and
-shapes, and checked when given. A bad input answers one line
-``refused: ...`` (exit status 1) and writes nothing.
-"""
+"""Release checkpoint of the reference UM-MAE code (implus/UM-MAE, weights
+under ``model``) -> mmumae checkpoint
+(:mod:`mmumae_tools.converters.official`; README.md in this folder). Model
+and kind are detected from its keys and shapes, and checked when given; a
+bad input answers one line ``refused: ...`` (exit status 1), writes
+nothing."""
 import argparse
 from typing import List, Optional
 
@@ -20,8 +13,9 @@ from mmumae_tools.converters.official import KINDS, MODELS, convert
 __all__ = ['ConversionError', 'convert', 'main']
 
 
-def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    """Parse the command line (``argv`` defaults to ``sys.argv[1:]``)."""
+def main(argv: Optional[List[str]] = None) -> None:
+    """Convert (``argv`` defaults to ``sys.argv[1:]``); a refused
+    conversion exits with status 1."""
     parser = argparse.ArgumentParser(
         description='Convert a release checkpoint of the reference UM-MAE '
         'code to an mmumae checkpoint.')
@@ -33,12 +27,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         '--num-classes', type=int,
         help='classes of a fine-tuned classifier (default: the rows of the '
         'file\'s head.weight; given, they must agree)')
-    return parser.parse_args(argv)
-
-
-def main(argv: Optional[List[str]] = None) -> None:
-    """Convert; a refused conversion exits with status 1."""
-    args = parse_args(argv)
+    args = parser.parse_args(argv)
     run_or_refuse(convert, args.src, args.dst, args.model, args.kind,
                   args.num_classes)
 

@@ -1,14 +1,10 @@
 """The transfer chain on the CPU: pre-train (``tools/run_demo.sh``, or its
-checkpoint reused) -> backbone only -> fine-tune on the demo photos ->
-backbone only -> Mask R-CNN on the demo COCO set and UperNet on the demo
-ADE20K set (the chain the paper recommends for pyramid ViTs), then the same
-from a random initialisation. Every step runs in its own process
-(``tools/train.py`` on the config as written, only the work dir and the
-backbone checkpoint set), its output in a log file, with a progress line
-(step k of n, epoch, iteration, the run's ETA) at each logged iteration and
-at least once a minute. The table of top-1, bbox / segm mAP and mIoU (from
-each run's ``scalars.json``) and each step's time go to ``results.md``.
-"""
+checkpoint reused) -> backbone -> fine-tune on the demo photos -> backbone
+-> Mask R-CNN (demo COCO) and UperNet (demo ADE20K), then the same from a
+random initialisation. Each step is ``tools/train.py`` (or a converter) on
+the config as written in its own process, its output in a log file, with a
+progress line (step k of n, epoch, iteration, ETA) at each logged iteration
+and at least once a minute; metrics and step times go to ``results.md``."""
 import glob
 import json
 import os
@@ -19,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Dict, List, Optional, TextIO
+from typing import Dict, List, Optional
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 FINETUNE = 'configs/finetune/swin-mini_ummae-pre_demo.py'
@@ -31,10 +27,8 @@ TASKS = [
      ['coco/bbox_mAP', 'coco/segm_mAP']),
     ('upernet', 'configs/mmseg/upernet_swin-mini_demo.py', ['mIoU']),
 ]
-# mmengine's LoggerHook lines, e.g.
-#   Epoch(train) [2][ 6/12]  base_lr: ...  eta: 0:00:35  time: ...
-#   Iter(train) [ 20/100]  ...  eta: 0:01:02 ...
-#   Epoch(val) [1][4/4]  ...   /   Iter(val) [16/16]  ...
+# mmengine's LoggerHook lines: `Epoch(train) [2][ 6/12] ... eta: 0:00:35`,
+# `Iter(train) [ 20/100] ...`, `Epoch(val) [1][4/4]`, `Iter(val) [16/16]`
 _LOG_LINE = re.compile(
     r'(?P<kind>Epoch|Iter)\((?P<mode>train|val|test)\)\s*'
     r'(?:\[\s*(?P<epoch>\d+)\])?\[\s*(?P<it>\d+)/(?P<total>\d+)\]'
@@ -46,14 +40,12 @@ HEARTBEAT_S = 60.0  # a progress line at least this often
 
 
 class Progress:
-    """Follows one run's log and words where it is (``label``: the step,
-    e.g. ``'step 4/11 ummae: mask-rcnn'``)."""
+    """Follows one run's log and words where it is."""
 
     def __init__(self, label: str) -> None:
-        self.label = label
+        self.label, self.status = label, 'starting'
         self.max_epochs: Optional[int] = None
         self.max_iters: Optional[int] = None
-        self.status = 'starting'
 
     def update(self, line: str) -> Optional[str]:
         """Read one log line; the new status when it says where the run
@@ -61,28 +53,20 @@ class Progress:
         cfg = _TRAIN_CFG.search(line)
         if cfg:
             setattr(self, f'max_{cfg["unit"]}', int(cfg['max']))
-            return None
-        found = _LOG_LINE.search(line)
+        found = None if cfg else _LOG_LINE.search(line)
         if not found:
             return None
         it, total = int(found['it']), int(found['total'])
         if found['mode'] != 'train':
             self.status = f'evaluating {it}/{total}'
             return self.status
-        if found['epoch']:
-            of = f'/{self.max_epochs}' if self.max_epochs else ''
-            parts = [f'epoch {found["epoch"]}{of}', f'iteration {it}/{total}']
-        else:
-            parts = [f'iteration {it}/{self.max_iters or total}']
+        of = f'/{self.max_epochs}' if self.max_epochs else ''
+        parts = [f'iteration {it}/{self.max_iters or total}'] if not found[
+            'epoch'] else [f'epoch {found["epoch"]}{of}', f'iteration {it}/'
+                           f'{total}']
         self.status = ', '.join(parts + ([f'ETA {found["eta"]}']
                                          if found['eta'] else []))
         return self.status
-
-
-def _pump(stream: TextIO, lines: 'queue.Queue[Optional[str]]') -> None:
-    for line in stream:
-        lines.put(line)
-    lines.put(None)
 
 
 def _run(cmd: List[str], log: str, label: str = 'run',
@@ -93,16 +77,20 @@ def _run(cmd: List[str], log: str, label: str = 'run',
     start = shown = time.time()
     print(f'[transfer-demo] {label}: {" ".join(cmd)}  (log: {log})',
           flush=True)
-    progress = Progress(label)
-    lines: 'queue.Queue[Optional[str]]' = queue.Queue()
+    progress, lines = Progress(label), queue.Queue()
     # unbuffered: a line reaches the progress as soon as it is written
     env = dict(os.environ if env is None else env, PYTHONUNBUFFERED='1')
     with open(log, 'w') as f:
         proc = subprocess.Popen(
             cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True, errors='replace')
-        threading.Thread(target=_pump, args=(proc.stdout, lines),
-                         daemon=True).start()
+
+        def pump() -> None:
+            for line in proc.stdout:
+                lines.put(line)
+            lines.put(None)
+
+        threading.Thread(target=pump, daemon=True).start()
         while True:
             try:
                 line = lines.get(timeout=HEARTBEAT_S)
@@ -128,16 +116,15 @@ def _run(cmd: List[str], log: str, label: str = 'run',
 
 
 def last_checkpoint(work_dir: str) -> Optional[str]:
-    """The checkpoint mmengine's ``last_checkpoint`` file names, if any."""
+    """The checkpoint mmengine's ``last_checkpoint`` file names (relative
+    to the work dir or the repository, or absolute), if it exists."""
     marker = osp.join(work_dir, 'last_checkpoint')
     if not osp.isfile(marker):
         return None
     with open(marker) as f:
         path = f.read().strip()
-    for candidate in (osp.join(work_dir, path), osp.join(REPO, path)):
-        if osp.isfile(candidate):
-            return candidate
-    return None
+    return next((p for p in (osp.join(work_dir, path), osp.join(REPO, path))
+                 if osp.isfile(p)), None)
 
 
 def read_metrics(work_dir: str, keys: List[str]) -> Dict[str, float]:
@@ -146,8 +133,7 @@ def read_metrics(work_dir: str, keys: List[str]) -> Dict[str, float]:
     for path in sorted(glob.glob(
             osp.join(work_dir, '*', 'vis_data', 'scalars.json'))):
         with open(path) as f:
-            for line in f:
-                record = json.loads(line)
+            for record in map(json.loads, f):
                 found.update({k: record[k] for k in keys if k in record})
     missing = [k for k in keys if k not in found]
     if missing:
@@ -178,77 +164,63 @@ class Chain:
         self.times[key] = _run(cmd, log, f'step {self.done}/{self.total} '
                                f'{key}', dict(os.environ, **env))
 
-    def pretrain(self) -> str:
-        """The pre-training checkpoint (``tools/run_demo.sh`` when none)."""
-        ckpt = last_checkpoint(self.pretrain_dir)
-        if ckpt:
-            print(f'[transfer-demo] reusing the pre-training checkpoint '
-                  f'{ckpt}')
-            return ckpt
-        self.step('pre-train', ['bash', 'tools/run_demo.sh'],
-                  osp.join(self.work_dir, 'pretrain.log'),
-                  DEMO_WORK_DIR=osp.abspath(self.pretrain_dir))
-        return last_checkpoint(self.pretrain_dir)
-
     def convert(self, src: str, name: str, key: str) -> str:
         """Backbone-only copy of ``src`` in the work dir."""
         dst = osp.join(self.work_dir, name)
         self.step(key, [sys.executable, CONVERT, src, dst], dst + '.log')
         return dst
 
-    def train(self, config: str, row: str, step: str, init: Optional[str],
-              keys: List[str]) -> Dict[str, float]:
-        """``tools/train.py`` on ``config`` from backbone checkpoint
-        ``init`` (None: random initialisation); its metrics. A second call
-        moves the first one's files to ``previous_*/`` (--overwrite)."""
-        work_dir = osp.join(self.work_dir, f'{row}_{step}')
-        opt = (f'model.backbone.init_cfg.checkpoint={init}'
-               if init else 'model.backbone.init_cfg=None')
-        os.makedirs(work_dir, exist_ok=True)
-        self.step(f'{row}: {step}', [
-            sys.executable, 'tools/train.py', config, '--work-dir', work_dir,
-            '--overwrite', '--cfg-options', opt
-        ], osp.join(work_dir, 'run.log'))
-        return read_metrics(work_dir, keys)
-
     def row(self, row: str, init: Optional[str]) -> Dict[str, float]:
-        """Fine-tune from ``init``, convert, then detect and segment."""
-        out = self.train(FINETUNE, row, 'finetune', init, TASKS[0][2])
-        backbone = self.convert(
-            last_checkpoint(osp.join(self.work_dir, f'{row}_finetune')),
-            f'{row}_ft_backbone.pth', f'{row}: convert fine-tuned')
-        for step, config, keys in TASKS[1:]:
-            out.update(self.train(config, row, step,
-                                  backbone if init else None, keys))
+        """Fine-tune from backbone checkpoint ``init`` (None: random
+        init), convert, then detect and segment from that backbone; each
+        ``tools/train.py --overwrite`` in its own work dir; the metrics."""
+        out, backbone = {}, init
+        for step, config, keys in TASKS:
+            work_dir = osp.join(self.work_dir, f'{row}_{step}')
+            os.makedirs(work_dir, exist_ok=True)
+            self.step(f'{row}: {step}', [
+                sys.executable, 'tools/train.py', config, '--work-dir',
+                work_dir, '--overwrite', '--cfg-options',
+                f'model.backbone.init_cfg.checkpoint={backbone}'
+                if backbone else 'model.backbone.init_cfg=None'
+            ], osp.join(work_dir, 'run.log'))
+            out.update(read_metrics(work_dir, keys))
+            if step == 'finetune':
+                backbone = self.convert(
+                    last_checkpoint(work_dir), f'{row}_ft_backbone.pth',
+                    f'{row}: convert fine-tuned')
+                backbone = backbone if init else None
         return out
-
-
-def table(rows: Dict[str, Dict[str, float]], times: Dict[str, float],
-          total: float) -> str:
-    """The results and step times as Markdown."""
-    lines = ['| start | IN-style top-1 | bbox mAP | segm mAP | mIoU |',
-             '|---|---|---|---|---|']
-    lines += [f'| {name} | {m["accuracy/top1"]:.2f} | '
-              f'{100 * m["coco/bbox_mAP"]:.1f} | '
-              f'{100 * m["coco/segm_mAP"]:.1f} | {m["mIoU"]:.2f} |'
-              for name, m in rows.items()]
-    lines += ['', '| step | seconds |', '|---|---|']
-    lines += [f'| {k} | {v:.0f} |' for k, v in times.items()]
-    return '\n'.join(lines + [f'| total | {total:.0f} |'])
 
 
 def run_chain(work_dir: str, pretrain_dir: str,
               with_random: bool = True) -> str:
-    """Run the chain; the table, also written to ``work_dir/results.md``."""
+    """Run the chain; the table of results and step times (Markdown), also
+    written to ``work_dir/results.md``."""
     start = time.time()
     os.makedirs(work_dir, exist_ok=True)
     chain = Chain(work_dir, pretrain_dir, with_random)
-    backbone = chain.convert(chain.pretrain(), 'pretrain_backbone.pth',
+    ckpt = last_checkpoint(pretrain_dir)
+    if ckpt:
+        print(f'[transfer-demo] reusing the pre-training checkpoint {ckpt}')
+    else:
+        chain.step('pre-train', ['bash', 'tools/run_demo.sh'],
+                   osp.join(work_dir, 'pretrain.log'),
+                   DEMO_WORK_DIR=osp.abspath(pretrain_dir))
+        ckpt = last_checkpoint(pretrain_dir)
+    backbone = chain.convert(ckpt, 'pretrain_backbone.pth',
                              'convert pre-trained')
     rows = {'UM-MAE pre-trained -> fine-tuned': chain.row('ummae', backbone)}
     if with_random:
         rows['random init'] = chain.row('random', None)
-    text = table(rows, chain.times, time.time() - start)
+    lines = ['| start | IN-style top-1 | bbox mAP | segm mAP | mIoU |',
+             '|---|---|---|---|---|'] + [
+        f'| {name} | {m["accuracy/top1"]:.2f} | '
+        f'{100 * m["coco/bbox_mAP"]:.1f} | {100 * m["coco/segm_mAP"]:.1f} '
+        f'| {m["mIoU"]:.2f} |' for name, m in rows.items()]
+    lines += ['', '| step | seconds |', '|---|---|'] + [
+        f'| {k} | {v:.0f} |' for k, v in chain.times.items()]
+    text = '\n'.join(lines + [f'| total | {time.time() - start:.0f} |'])
     with open(osp.join(work_dir, 'results.md'), 'w') as f:
         f.write(text + '\n')
     return text

@@ -3,7 +3,7 @@ images; columns original | US-masked | encoder input (SM patches blue) |
 reconstruction (:func:`mmumae.visualization.save_reconstruction_figure`)."""
 import os
 import os.path as osp
-from typing import List, Optional
+from typing import Optional
 
 import numpy as np
 import torch
@@ -20,36 +20,32 @@ from runsafe import check_dataset_paths
 IMG_EXTS = ('.jpg', '.jpeg', '.png', '.bmp')
 
 
-def samples(cfg: Config, num: int, img_dir: Optional[str] = None) -> List:
-    """``num`` samples through the config's training pipeline (its crops
-    and masks): from its training set, or from the images in ``img_dir``."""
-    pipeline = cfg.train_dataloader.dataset.pipeline
-    if not img_dir:
-        check_dataset_paths(cfg, ['train_dataloader'])
-        dataset = DATASETS.build(cfg.train_dataloader.dataset)
-        return [dataset[i] for i in range(min(num, len(dataset)))]
-    files = sorted(f for f in os.listdir(img_dir)
-                   if f.lower().endswith(IMG_EXTS))[:num]
-    if not files:
-        raise SystemExit(f'error: no images ({", ".join(IMG_EXTS)}) in '
-                         f'{img_dir}')
-    return [Compose(pipeline)(dict(img_path=osp.join(img_dir, f)))
-            for f in files]
-
-
 def reconstruction_figure(cfg: Config, checkpoint: str, out: str,
                           num: int = 4, img_dir: Optional[str] = None,
                           seed: int = 0, device: str = 'cpu') -> str:
-    """Save the figure of ``checkpoint`` (weights of ``cfg.model``) on
-    ``num`` samples (:func:`samples`, crops and masks drawn with ``seed``)
-    to ``out``; returns ``out``."""
+    """Save the figure of ``checkpoint`` (weights of ``cfg.model``) to
+    ``out`` (returned) on ``num`` samples through the config's training
+    pipeline (crops and masks drawn with ``seed``): of its training set,
+    or of the images in ``img_dir``."""
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
     np.random.seed(seed)
     torch.manual_seed(seed)
     try:
-        batch = default_collate(samples(cfg, num, img_dir))
+        if img_dir:
+            files = sorted(f for f in os.listdir(img_dir)
+                           if f.lower().endswith(IMG_EXTS))[:num]
+            pipeline = Compose(cfg.train_dataloader.dataset.pipeline)
+            samples = [pipeline(dict(img_path=osp.join(img_dir, f)))
+                       for f in files]
+        else:
+            check_dataset_paths(cfg, ['train_dataloader'])
+            dataset = DATASETS.build(cfg.train_dataloader.dataset)
+            samples = [dataset[i] for i in range(min(num, len(dataset)))]
     except FileNotFoundError as err:
         raise SystemExit(f'error: {err}') from None
+    if not samples:
+        raise SystemExit(f'error: no images ({", ".join(IMG_EXTS)}) in '
+                         f'{img_dir or "the training set"}')
     if cfg.get('data_preprocessor'):  # as the Runner does
         cfg.model.setdefault('data_preprocessor', cfg.data_preprocessor)
     model = MODELS.build(cfg.model)
@@ -57,7 +53,7 @@ def reconstruction_figure(cfg: Config, checkpoint: str, out: str,
         raise SystemExit(f'error: {type(model).__name__} has no '
                          f'reconstruct(); use a UM-MAE config.')
     load_checkpoint(model, checkpoint, map_location='cpu', strict=True)
-    results = reconstruct_batch(model.to(device), batch)
+    results = reconstruct_batch(model.to(device), default_collate(samples))
     pre = model.data_preprocessor
     return save_reconstruction_figure(results, pre.mean, pre.std, out, num,
                                       title=osp.basename(checkpoint))

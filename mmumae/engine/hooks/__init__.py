@@ -1,4 +1,5 @@
 """Hooks."""
+from .knn_probe_hook import KNNProbeHook, knn_predict
 from .reconstruction_hook import ReconstructionFigureHook
 
-__all__ = ['ReconstructionFigureHook']
+__all__ = ['KNNProbeHook', 'ReconstructionFigureHook', 'knn_predict']

@@ -1,17 +1,8 @@
-"""Frozen-feature evaluations of a backbone: a weighted kNN and a linear
-probe on globally pooled features of the last stage.
-
-- kNN: cosine similarity to every training feature, the ``k`` = 20 nearest
-  vote with weight ``exp(similarity / 0.07)`` (the protocol of Wu et al.
-  2018 and DINO).
-- Linear probe: features standardised with the training split's mean and
-  std, multinomial logistic regression fitted to convergence by L-BFGS; the
-  L2 weight is chosen from a small grid on the validation split.
-
-Scores go through mmpretrain's own metric functions (``Accuracy.calculate``,
-``SingleLabelMetric.calculate``): accuracy, balanced accuracy (macro
-recall) and macro-F1, in percent.
-"""
+"""Frozen-feature evaluations of a backbone's pooled last-stage features:
+a weighted kNN (cosine similarity, the 20 nearest vote with weight
+``exp(sim / 0.07)``, as Wu et al. 2018 and DINO) and a linear probe
+(standardised features, multinomial logistic regression by L-BFGS, the L2
+weight chosen on the validation split); scored by mmpretrain's metrics."""
 from typing import Dict, Tuple
 
 import torch
@@ -25,8 +16,7 @@ PROBE_WEIGHT_DECAYS = (1e-4, 1e-3, 1e-2, 1e-1)
 
 @torch.no_grad()
 def extract(model, loader) -> Tuple[torch.Tensor, torch.Tensor]:
-    """``(features (N, C), labels (N,))`` of a classifier's backbone and
-    neck (``extract_feat``) in eval mode."""
+    """``(features (N, C), labels (N,))`` of ``model.extract_feat``."""
     model.eval()
     feats, labels = [], []
     for batch in loader:
@@ -39,8 +29,8 @@ def extract(model, loader) -> Tuple[torch.Tensor, torch.Tensor]:
 
 def scores(pred: torch.Tensor, target: torch.Tensor,
            num_classes: int) -> Dict[str, float]:
-    """Accuracy, balanced accuracy and macro-F1 (percent) of predicted
-    labels or class scores."""
+    """Accuracy, balanced accuracy (macro recall) and macro-F1 (percent) of
+    predicted labels or class scores."""
     if pred.dim() == 2:
         pred = pred.argmax(dim=1)
     acc = Accuracy.calculate(pred, target)
@@ -53,15 +43,10 @@ def knn_predict(train: torch.Tensor, train_labels: torch.Tensor,
                 query: torch.Tensor, num_classes: int, k: int = KNN_K,
                 temperature: float = KNN_T) -> torch.Tensor:
     """Class scores (N, C) of a weighted kNN on cosine similarity."""
-    train = F.normalize(train, dim=1)
-    query = F.normalize(query, dim=1)
-    sim = query @ train.t()
-    k = min(k, train.shape[0])
-    top, idx = sim.topk(k, dim=1)
-    weights = (top / temperature).exp()
-    votes = torch.zeros(query.shape[0], num_classes)
-    votes.scatter_add_(1, train_labels[idx], weights)
-    return votes
+    sim = F.normalize(query, dim=1) @ F.normalize(train, dim=1).t()
+    top, idx = sim.topk(min(k, train.shape[0]), dim=1)
+    return torch.zeros(query.shape[0], num_classes).scatter_add_(
+        1, train_labels[idx], (top / temperature).exp())
 
 
 def fit_linear(x: torch.Tensor, y: torch.Tensor, num_classes: int,
@@ -89,26 +74,23 @@ def evaluate_frozen(feats: Dict[str, Tuple[torch.Tensor, torch.Tensor]],
     """kNN and linear-probe scores on val and test, from the features of
     the train, val and test splits."""
     torch.manual_seed(seed)
-    (xtr, ytr), (xva, yva), (xte, yte) = (feats['train'], feats['val'],
-                                          feats['test'])
-    num_classes = int(max(ytr.max(), yva.max(), yte.max())) + 1
-    result = {}
-    for split, (x, y) in (('val', (xva, yva)), ('test', (xte, yte))):
-        s = scores(knn_predict(xtr, ytr, x, num_classes), y, num_classes)
-        result.update({f'knn_{split}_{k}': v for k, v in s.items()})
+    (xtr, ytr), (xva, yva), (xte, yte) = (feats[s]
+                                          for s in ('train', 'val', 'test'))
+    n = int(max(ytr.max(), yva.max(), yte.max())) + 1
+    result = {f'knn_{split}_{k}': v for split, x, y in (
+        ('val', xva, yva), ('test', xte, yte))
+        for k, v in scores(knn_predict(xtr, ytr, x, n), y, n).items()}
     mean, std = xtr.mean(0), xtr.std(0).clamp_min(1e-6)
     ntr, nva, nte = ((x - mean) / std for x in (xtr, xva, xte))
     best = None
     for wd in PROBE_WEIGHT_DECAYS:
         with torch.enable_grad():
-            linear = fit_linear(ntr, ytr, num_classes, wd)
+            linear = fit_linear(ntr, ytr, n, wd)
         with torch.no_grad():
-            val = scores(linear(nva), yva, num_classes)
-        if best is None or val['acc'] > best[0]['acc']:
-            best = (val, wd, linear)
-    val, wd, linear = best
-    with torch.no_grad():
-        test = scores(linear(nte), yte, num_classes)
-    for split, s in (('val', val), ('test', test)):
-        result.update({f'linear_{split}_{k}': v for k, v in s.items()})
-    return dict(result, linear_weight_decay=wd)
+            val, test = (scores(linear(x), y, n)
+                         for x, y in ((nva, yva), (nte, yte)))
+        if best is None or val['acc'] > best[1]['acc']:  # chosen on val
+            best = (wd, val, test)
+    result.update({f'linear_{split}_{k}': v for split, s in zip(
+        ('val', 'test'), best[1:]) for k, v in s.items()})
+    return dict(result, linear_weight_decay=best[0])

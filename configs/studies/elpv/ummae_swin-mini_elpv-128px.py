@@ -28,4 +28,9 @@ auto_scale_lr = dict(base_batch_size=32)
 default_hooks = dict(
     logger=dict(interval=50),
     checkpoint=dict(interval=5, max_keep_ckpts=1))
-custom_hooks = [dict(type='ReconstructionFigureHook', num_samples=4)]
+# the kNN score of the frozen backbone on val/ every 10 epochs (and after the
+# last), read from the training loader's data root (mmumae's KNNProbeHook)
+custom_hooks = [
+    dict(type='ReconstructionFigureHook', num_samples=4),
+    dict(type='KNNProbeHook', interval=10, img_size=img_size),
+]

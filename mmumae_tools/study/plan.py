@@ -1,15 +1,10 @@
-"""Turn a study config into the list of runs to do, in dependency order.
-
-A study config is an mmengine config file: ``data_root`` (an ImageNet-layout
-folder with ``train/``, ``val/``, ``test/``), ``pretrain`` (``{name:
-config}``), ``finetune`` (the classification config), ``arms`` (one dict per
-pre-training method and setting, keys :data:`ARM_KEYS`) and the arms'
-defaults; ``configs/studies/elpv/README.md`` describes every key.
-"""
+"""A study config (an mmengine config file; its keys:
+``configs/studies/elpv/README.md``) -> the runs to do, in dependency
+order."""
 import hashlib
 import json
 import os.path as osp
-from typing import Any, Dict, List, Optional
+from typing import Dict, List, Optional
 
 from mmengine.config import Config
 
@@ -19,8 +14,11 @@ ARM_KEYS = {
     'finetune_options', 'label_fraction', 'finetune_epochs', 'lr_grid',
     'seeds', 'evaluations', 'lr_select_seeds', 'group', 'lr_from'
 }
-DEFAULTS = dict(pretrain={}, pretrain_epochs=50, finetune_epochs=15,
+DEFAULTS = dict(pretrain={}, seeds=[0], pretrain_epochs=50, finetune_epochs=15,
                 lr_grid=[1e-3], evaluations=list(EVALUATIONS))
+#: Study keys an arm may set for itself (filled in from the study's).
+ARM_DEFAULTS = ('seeds', 'pretrain_epochs', 'finetune_epochs', 'lr_grid',
+                'evaluations', 'lr_select_seeds')
 
 
 class StudyError(ValueError):
@@ -28,8 +26,8 @@ class StudyError(ValueError):
 
 
 class Run(dict):
-    """One unit of work: ``kind`` (pretrain / frozen / finetune), ``name``
-    (its folder), ``config``, ``seed`` and what the worker needs."""
+    """One run: ``kind`` (pretrain / frozen / finetune), ``name`` (its
+    folder), ``config``, ``seed`` and what the worker needs."""
 
     @property
     def name(self) -> str:
@@ -38,28 +36,26 @@ class Run(dict):
 
 
 def _slug(options: Optional[dict]) -> str:
-    """A short, stable name for a set of config options: the last part of
-    each key and its value (``_sm_ratio0.5``), or a hash when that is long
-    or not a plain name."""
+    """A short, stable name for config options: the last part of each key
+    and its value (``_sm_ratio0.5``), else a hash of them."""
     if not options:
         return ''
-    if all(isinstance(v, (int, float, str, bool)) for v in options.values()):
-        text = '-'.join(f'{k.split(".")[-1]}{_num(options[k])}'
-                        for k in sorted(options))
-        if len(text) <= 40 and all(c.isalnum() or c in '._-' for c in text):
-            return '_' + text
+    text = '-'.join(f'{k.split(".")[-1]}{options[k]:g}' if isinstance(
+        options[k], float) else f'{k.split(".")[-1]}{options[k]}'
+        for k in sorted(options))
+    if len(text) <= 40 and all(c.isalnum() or c in '._-' for c in text) \
+            and all(isinstance(v, (int, float, str, bool))
+                    for v in options.values()):
+        return '_' + text
     text = json.dumps(options, sort_keys=True, default=str)
     return '_' + hashlib.sha1(text.encode()).hexdigest()[:8]
-
-
-def _num(value: Any) -> str:
-    return f'{value:g}' if isinstance(value, float) else f'{value}'
 
 
 def load_study(path: str, data_root: Optional[str] = None,
                work_dir: Optional[str] = None,
                seeds: Optional[List[int]] = None) -> Config:
-    """Read and check a study config; fill in the defaults.
+    """Read and check a study config; fill in the defaults, the arms'
+    included (:data:`ARM_DEFAULTS`).
 
     Raises:
         StudyError: A missing file, key or data split, or a bad arm.
@@ -72,16 +68,14 @@ def load_study(path: str, data_root: Optional[str] = None,
                        ('seeds', seeds and list(seeds))):
         if value:
             cfg[key] = value
-    cfg.setdefault('work_dir', osp.join('work_dirs', 'studies',
-                                        cfg.study_name))
-    cfg.setdefault('runs_dir', osp.join(cfg.work_dir, 'runs'))
     for key in ('data_root', 'finetune', 'arms'):
         if key not in cfg:
             raise StudyError(f'{path}: the study config has no {key!r}')
-    cfg.setdefault('seeds', [0])
-    cfg.setdefault('lr_select_seeds', cfg.seeds[:1])
+    cfg.setdefault('work_dir', f'work_dirs/studies/{cfg.study_name}')
+    cfg.setdefault('runs_dir', osp.join(cfg.work_dir, 'runs'))
     for key, value in DEFAULTS.items():
         cfg.setdefault(key, value)
+    cfg.setdefault('lr_select_seeds', cfg.seeds[:1])
     for part in ('train', 'val', 'test'):
         if not osp.isdir(osp.join(cfg.data_root, part)):
             hint = cfg.get('data_hint', 'give --data-root an ImageNet-'
@@ -91,6 +85,8 @@ def load_study(path: str, data_root: Optional[str] = None,
     names = [a.get('name') for a in cfg.arms]
     for arm in cfg.arms:
         _check_arm(cfg, arm, names, path)
+        arm.update({k: arm.get(k, cfg[k]) for k in ARM_DEFAULTS},
+                   label_fraction=arm.get('label_fraction', 1.0))
     return cfg
 
 
@@ -120,24 +116,19 @@ def _check_arm(cfg: Config, arm: dict, names: List[str], path: str) -> None:
         raise StudyError(f'{path}: {problem}')
 
 
-def arm_setting(cfg: Config, arm: dict, key: str) -> Any:
-    """The arm's own ``key``, else the study's."""
-    return arm.get(key, cfg.get(key))
-
-
 def pretrain_run(cfg: Config, arm: dict, seed: int) -> Optional[Run]:
     """The arm's pre-training run (None for random init)."""
     pre = arm.get('pretrain')
     if pre is None:
         return None
-    epochs = arm_setting(cfg, arm, 'pretrain_epochs')
-    options = arm.get('pretrain_options') or {}
+    epochs, options = arm.pretrain_epochs, arm.get('pretrain_options') or {}
     return Run(kind='pretrain', name=f'pre_{pre}_e{epochs}{_slug(options)}'
                f'_s{seed}', method=pre, config=cfg.pretrain[pre], seed=seed,
                epochs=epochs, options=options, data_root=cfg.data_root)
 
 
 def _start(pre: Optional[Run]) -> str:
+    """What a run starts from: ``scratch`` or the pre-training's name."""
     return pre['name'][len('pre_'):].rsplit('_s', 1)[0] if pre else 'scratch'
 
 
@@ -152,8 +143,7 @@ def frozen_run(cfg: Config, arm: dict, seed: int,
 def finetune_run(cfg: Config, arm: dict, seed: int, pre: Optional[Run],
                  lr: float) -> Run:
     """Fine-tuning from ``pre`` (None: random init) at ``lr``."""
-    epochs = arm_setting(cfg, arm, 'finetune_epochs')
-    frac = arm.get('label_fraction', 1.0)
+    epochs, frac = arm.finetune_epochs, arm.label_fraction
     options = arm.get('finetune_options') or {}
     labels = '' if frac == 1.0 else f'_labels{frac:g}'
     return Run(kind='finetune', name=f'ft_{_start(pre)}{_slug(options)}'
@@ -168,18 +158,13 @@ def plan_runs(cfg: Config, chosen_lr: Dict[str, float]) -> List[Run]:
     its selected lr once the selection runs are done; until then the other
     seeds' fine-tuning runs are left out."""
     runs: Dict[str, Run] = {}
-    seed_order = list(dict.fromkeys(
-        s for arm in cfg.arms for s in arm.get('seeds', cfg.seeds)))
-    for seed in seed_order:
-        for arm in cfg.arms:
-            if seed not in arm.get('seeds', cfg.seeds):
-                continue
+    for seed in dict.fromkeys(s for arm in cfg.arms for s in arm.seeds):
+        for arm in (a for a in cfg.arms if seed in a.seeds):
             pre = pretrain_run(cfg, arm, seed)
-            evals = arm.get('evaluations', cfg.evaluations)
             todo = [pre]
-            if 'knn' in evals or 'linear' in evals:
+            if {'knn', 'linear'} & set(arm.evaluations):
                 todo.append(frozen_run(cfg, arm, seed, pre))
-            if 'finetune' in evals:
+            if 'finetune' in arm.evaluations:
                 todo += [finetune_run(cfg, arm, seed, pre, lr)
                          for lr in lrs_to_run(cfg, arm, seed, chosen_lr)]
             runs.update((r.name, r) for r in todo
@@ -194,8 +179,7 @@ def lrs_to_run(cfg: Config, arm: dict, seed: int,
     if arm.get('lr_from'):
         lr = chosen_lr.get(arm['lr_from'])
         return [] if lr is None else [lr]
-    grid = list(arm_setting(cfg, arm, 'lr_grid'))
-    if len(grid) == 1 or seed in arm.get('lr_select_seeds',
-                                         cfg.lr_select_seeds):
+    grid = list(arm.lr_grid)
+    if len(grid) == 1 or seed in arm.lr_select_seeds:
         return grid
     return [chosen_lr[arm['name']]] if arm['name'] in chosen_lr else []

@@ -11,8 +11,7 @@ from typing import Dict, List, Optional
 
 from mmengine.config import Config
 
-from .plan import (arm_setting, finetune_run, frozen_run, lrs_to_run,
-                   pretrain_run)
+from .plan import finetune_run, frozen_run, lrs_to_run, pretrain_run
 
 EVAL_TABLES = [('Fine-tuned', ''), ('kNN on frozen features', 'knn_'),
                ('Linear probe on frozen features', 'linear_')]
@@ -33,30 +32,31 @@ def read_result(runs_dir: str, name: str) -> Optional[dict]:
 def selection_accs(cfg: Config, arm: dict,
                    runs_dir: str) -> Dict[float, List[Optional[float]]]:
     """lr -> validation accuracy on each of the arm's selection seeds (None
-    for a run not finished yet), smallest lr first. Read from ``runs_dir``:
-    another call of the runner (other ``--seeds``, same ``runs_dir``) may
-    have done the selection runs."""
-    seeds = arm.get('lr_select_seeds', cfg.lr_select_seeds)
+    for a run not finished), smallest lr first; from ``runs_dir``, where
+    another call (other ``--seeds``) may have done the selection runs."""
     return {lr: [(read_result(runs_dir, finetune_run(
         cfg, arm, s, pretrain_run(cfg, arm, s), lr).name) or {}).get(
-            'val_acc') for s in seeds]
-            for lr in sorted(arm_setting(cfg, arm, 'lr_grid'))}
+            'val_acc') for s in arm.lr_select_seeds]
+            for lr in sorted(arm.lr_grid)}
 
 
 def choose_lr(cfg: Config, arm: dict, runs_dir: str) -> Optional[float]:
     """The lr of ``lr_grid`` with the best mean validation accuracy over the
-    arm's selection seeds, once all of those runs are finished (ties: the
-    smaller lr)."""
+    arm's selection seeds (a tie keeps the first, smaller, lr), once all of
+    those runs are finished."""
     if arm.get('lr_from'):
         src = next(a for a in cfg.arms if a['name'] == arm['lr_from'])
         return choose_lr(cfg, src, runs_dir)
-    grid = arm_setting(cfg, arm, 'lr_grid')
-    if len(grid) == 1:
-        return grid[0]
+    if len(arm.lr_grid) == 1:
+        return arm.lr_grid[0]
     accs = selection_accs(cfg, arm, runs_dir)
     if any(None in values for values in accs.values()):
         return None
-    return max(accs, key=lambda lr: (statistics.mean(accs[lr]), -lr))
+    best = None
+    for lr, values in accs.items():
+        if best is None or statistics.mean(values) > best[1]:
+            best = (lr, statistics.mean(values))
+    return best[0]
 
 
 def collect(cfg: Config, runs_dir: str,
@@ -64,26 +64,22 @@ def collect(cfg: Config, runs_dir: str,
     """One row (:data:`COLUMNS`) per arm and seed."""
     rows = []
     for arm in cfg.arms:
-        evals = arm.get('evaluations', cfg.evaluations)
-        for seed in arm.get('seeds', cfg.seeds):
+        for seed in arm.seeds:
             pre = pretrain_run(cfg, arm, seed)
-            row = dict(arm=arm['name'], seed=seed,
-                       pretrain=pre.name if pre else 'none',
-                       pretrain_wall_s=0.0)
-            if pre is not None:
-                res = read_result(runs_dir, pre.name)
-                row['pretrain_wall_s'] = res and res['wall_s']
-            if 'knn' in evals or 'linear' in evals:
+            res = pre and read_result(runs_dir, pre.name)
+            row = dict(arm=arm['name'], seed=seed, pretrain=pre.name if pre
+                       else 'none', pretrain_wall_s=res['wall_s'] if res
+                       else None if pre else 0.0)
+            if {'knn', 'linear'} & set(arm.evaluations):
                 res = read_result(runs_dir,
                                   frozen_run(cfg, arm, seed, pre).name) or {}
                 row.update((k, res[k]) for k in COLUMNS
                            if k.startswith(('knn_', 'linear_')) and k in res)
             lr = chosen.get(arm['name'])
-            res = None
-            if 'finetune' in evals and lr is not None \
-                    and lr in lrs_to_run(cfg, arm, seed, chosen):
-                res = read_result(
-                    runs_dir, finetune_run(cfg, arm, seed, pre, lr).name)
+            res = read_result(runs_dir, finetune_run(
+                cfg, arm, seed, pre, lr).name) if 'finetune' in \
+                arm.evaluations and lr in lrs_to_run(cfg, arm, seed,
+                                                     chosen) else None
             if res is not None:
                 row.update({k: res.get(k) for k in (
                     'val_acc', 'test_acc', 'test_bal_acc', 'test_f1')},
@@ -104,25 +100,9 @@ def mean_std(values: List[Optional[float]]) -> str:
 def majority(data_root: str) -> Optional[float]:
     """Accuracy (%) of always answering the test split's largest class."""
     test = osp.join(data_root, 'test')
-    if not osp.isdir(test):
-        return None
     counts = [len(os.listdir(osp.join(test, d))) for d in os.listdir(test)
-              if osp.isdir(osp.join(test, d))]
-    return 100.0 * max(counts) / sum(counts) if counts else None
-
-
-def write_csv(rows: List[dict], path: str) -> None:
-    """The rows as CSV, floats with four decimals."""
-    with open(path, 'w', newline='') as f:
-        w = csv.DictWriter(f, COLUMNS, extrasaction='ignore')
-        w.writeheader()
-        w.writerows({k: '' if row.get(k) is None else
-                     f'{row[k]:.4f}' if isinstance(row[k], float) else row[k]
-                     for k in COLUMNS} for row in rows)
-
-
-def _fmt_lr(lr: Optional[float]) -> str:
-    return '—' if lr is None else f'{lr:g}'
+              if osp.isdir(osp.join(test, d))] if osp.isdir(test) else []
+    return 100.0 * max(counts) / sum(counts) if sum(counts) else None
 
 
 def _eval_tables(cfg: Config, rows: List[dict]) -> List[str]:
@@ -132,27 +112,21 @@ def _eval_tables(cfg: Config, rows: List[dict]) -> List[str]:
     for arm in cfg.arms:
         groups.setdefault(arm.get('group', 'main'), []).append(arm['name'])
     lines = []
-    for group, arms in groups.items():
-        for title, prefix in EVAL_TABLES:
-            acc, bal, f1 = (f'{prefix}test_{k}' for k in ('acc', 'bal_acc',
-                                                          'f1'))
-            done = {a: [r for r in rows if r['arm'] == a
-                        and r.get(acc) is not None] for a in arms}
-            if not any(done.values()):
-                continue
-            lines += [f'## {group}: {title} (test split)', '',
-                      '| arm | n | accuracy | balanced acc. | macro-F1 | '
-                      'pre-training wall (min) |',
-                      '|---|---|---|---|---|---|']
-            for a, rs in done.items():
-                if rs:
-                    wall = [r['pretrain_wall_s'] / 60 for r in rs
-                            if r.get('pretrain_wall_s') is not None]
-                    cells = [mean_std([r[k] for r in rs])
-                             for k in (acc, bal, f1)] + [mean_std(wall)]
-                    lines.append(f'| {a} | {len(rs)} | '
-                                 + ' | '.join(cells) + ' |')
-            lines.append('')
+    for (group, arms), (title, prefix) in ((g, t) for g in groups.items()
+                                           for t in EVAL_TABLES):
+        keys = [f'{prefix}test_{k}' for k in ('acc', 'bal_acc', 'f1')]
+        done = {a: [r for r in rows if r['arm'] == a
+                    and r.get(keys[0]) is not None] for a in arms}
+        if not any(done.values()):
+            continue
+        lines += [f'## {group}: {title} (test split)', '',
+                  '| arm | n | accuracy | balanced acc. | macro-F1 | '
+                  'pre-training wall (min) |', '|---|---|---|---|---|---|']
+        lines += [f'| {a} | {len(rs)} | ' + ' | '.join(
+            [mean_std([r[k] for r in rs]) for k in keys] + [mean_std(
+                [r['pretrain_wall_s'] and r['pretrain_wall_s'] / 60
+                 for r in rs])]) + ' |' for a, rs in done.items() if rs]
+        lines.append('')
     return lines
 
 
@@ -170,35 +144,30 @@ def markdown(cfg: Config, rows: List[dict], chosen: Dict[str, float],
     lines += ['## Fine-tuning lr chosen on the validation split', '',
               '| arm | lr grid | val acc. per lr (selection seeds) | chosen |',
               '|---|---|---|---|']
-    for arm in cfg.arms:
-        name, src = arm['name'], arm.get('lr_from')
-        if 'finetune' not in arm.get('evaluations', cfg.evaluations):
-            continue
+    for arm in (a for a in cfg.arms if 'finetune' in a.evaluations):
+        name, src, lr = arm['name'], arm.get('lr_from'), chosen.get(
+            arm['name'])
+        lr = '—' if lr is None else f'{lr:g}'
         if src:
-            lines.append(f'| {name} | that of {src} | | '
-                         f'{_fmt_lr(chosen.get(name))} |')
+            lines.append(f'| {name} | that of {src} | | {lr} |')
             continue
         accs = selection_accs(cfg, arm, cfg.runs_dir)
-        cells = '; '.join(f'{lr:g}: ' + '/'.join(
+        cells = '; '.join(f'{x:g}: ' + '/'.join(
             '…' if a is None else f'{a:.2f}' for a in values)
-            for lr, values in accs.items())
+            for x, values in accs.items())
         lines.append(f'| {name} | {", ".join(f"{x:g}" for x in accs)} | '
-                     f'{cells} | {_fmt_lr(chosen.get(name))} |')
+                     f'{cells} | {lr} |')
     lines += ['', '## Runs', '', '| run | wall (s) | resumed |',
               '|---|---|---|']
-    total = 0.0
-    for name in run_names:
-        res = read_result(cfg.runs_dir, name)
-        if res is None:
-            lines.append(f'| {name} | not run yet | |')
-            continue
-        total += res['wall_s']
-        lines.append(f'| {name} | {res["wall_s"]:.0f} | '
-                     f'{"yes" if res.get("resumed") else ""} |')
-    lines += ['', f'Total wall time of the finished runs: {total / 60:.1f} '
-              'min (training and evaluation; process start-up excluded).',
-              '']
-    return '\n'.join(lines)
+    results = [read_result(cfg.runs_dir, name) for name in run_names]
+    lines += [f'| {name} | not run yet | |' if res is None else
+              f'| {name} | {res["wall_s"]:.0f} | '
+              f'{"yes" if res.get("resumed") else ""} |'
+              for name, res in zip(run_names, results)]
+    total = sum(res['wall_s'] for res in results if res)
+    return '\n'.join(lines + [
+        '', f'Total wall time of the finished runs: {total / 60:.1f} min '
+        '(training and evaluation; process start-up excluded).', ''])
 
 
 def plot(rows: List[dict], path: str) -> bool:
@@ -211,15 +180,14 @@ def plot(rows: List[dict], path: str) -> bool:
     except ImportError:
         return False
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
-    arms = list(dict.fromkeys(row['arm'] for row in rows))
-    for i, arm in enumerate(arms):
+    for i, arm in enumerate(dict.fromkeys(row['arm'] for row in rows)):
         pts = [(r['pretrain_wall_s'] / 60, r['test_acc']) for r in rows
                if r['arm'] == arm and r.get('test_acc') is not None
                and r.get('pretrain_wall_s') is not None]
         if pts:
             ax.scatter(*zip(*pts), label=arm, color=f'C{i % 10}', s=30)
-    ax.set_xlabel('pre-training wall time (min)')
-    ax.set_ylabel('fine-tuned test accuracy (%)')
+    ax.set(xlabel='pre-training wall time (min)',
+           ylabel='fine-tuned test accuracy (%)')
     ax.grid(alpha=0.3)
     if ax.collections:
         ax.legend(fontsize=7)
@@ -235,7 +203,12 @@ def write_report(cfg: Config, chosen: Dict[str, float],
     from the runs in ``cfg.runs_dir``; returns the rows."""
     rows = collect(cfg, cfg.runs_dir, chosen)
     os.makedirs(cfg.work_dir, exist_ok=True)
-    write_csv(rows, osp.join(cfg.work_dir, 'results.csv'))
+    with open(osp.join(cfg.work_dir, 'results.csv'), 'w', newline='') as f:
+        w = csv.DictWriter(f, COLUMNS, extrasaction='ignore')
+        w.writeheader()
+        w.writerows({k: '' if row.get(k) is None else
+                     f'{row[k]:.4f}' if isinstance(row[k], float) else row[k]
+                     for k in COLUMNS} for row in rows)
     with open(osp.join(cfg.work_dir, 'results.md'), 'w') as f:
         f.write(markdown(cfg, rows, chosen, run_names, header))
     plot(rows, osp.join(cfg.work_dir, 'results.png'))

@@ -21,14 +21,13 @@ from .report import choose_lr, read_result, write_report
 def fmt_time(seconds: float) -> str:
     """``'1h02m'`` or ``'3m05s'``."""
     h, rest = divmod(int(round(seconds)), 3600)
-    m, s = divmod(rest, 60)
-    return f'{h}h{m:02d}m' if h else f'{m}m{s:02d}s'
+    return f'{h}h{rest // 60:02d}m' if h else f'{rest // 60}m{rest % 60:02d}s'
 
 
 class Eta:
-    """Seconds per unit of work (an epoch, a label-fraction-weighted
-    fine-tuning epoch, a frozen evaluation) of each kind of run and config,
-    from the finished runs."""
+    """Seconds per unit of work (an epoch, weighted by the label fraction,
+    or a frozen evaluation) of each kind of run and config, learnt from the
+    finished runs."""
 
     def __init__(self) -> None:
         self.per_unit: Dict[str, List[float]] = defaultdict(list)
@@ -66,8 +65,8 @@ def start_run(cfg: Config, run: Run) -> subprocess.Popen:
     os.makedirs(work_dir, exist_ok=True)
     payload = dict(run, work_dir=work_dir)
     if run.get('pretrain'):
-        pre = read_result(cfg.runs_dir, run['pretrain'])
-        payload['pretrain_checkpoint'] = pre['checkpoint']
+        payload['pretrain_checkpoint'] = read_result(
+            cfg.runs_dir, run['pretrain'])['checkpoint']
     spec = osp.join(work_dir, 'run.json')
     with open(spec, 'w') as f:
         json.dump(payload, f, indent=1)
@@ -79,21 +78,11 @@ def start_run(cfg: Config, run: Run) -> subprocess.Popen:
         stdout=log, stderr=subprocess.STDOUT)
 
 
-def _tail(path: str, lines: int = 15) -> str:
-    """The last lines of a log file."""
-    try:
-        with open(path) as f:
-            return ''.join(f.readlines()[-lines:])
-    except OSError:
-        return ''
-
-
 def summary_line(res: dict) -> str:
     """The headline numbers of a run's result."""
     keys = [('test_acc', 'test acc'), ('val_acc', 'val acc'),
             ('knn_test_acc', 'kNN test acc'),
-            ('linear_test_acc', 'linear test acc'),
-            ('final_loss', 'loss')]
+            ('linear_test_acc', 'linear test acc'), ('final_loss', 'loss')]
     return ', '.join(f'{label} {res[k]:.4g}' for k, label in keys
                      if res.get(k) is not None)
 
@@ -105,22 +94,19 @@ def plan(cfg: Config) -> Tuple[Dict[str, float], List[Run]]:
     return chosen, plan_runs(cfg, chosen)
 
 
-def header(cfg: Config, args: argparse.Namespace) -> str:
-    """The command and machine line of ``results.md``."""
+def report(cfg: Config, args: argparse.Namespace) -> None:
+    """(Re)write results.md, results.csv and results.png, headed by the
+    command and the machine."""
+    chosen, runs = plan(cfg)
     command = ' '.join(['python tools/analysis_tools/run_study.py',
                         args.study] + (['--data-root', args.data_root]
                                        if args.data_root else [])
                        + (['--seeds', *map(str, args.seeds)]
                           if args.seeds else []))
-    return (f'Command: `{command}`. Machine: {platform.machine()}, '
-            f'{os.cpu_count()} CPUs, Python {platform.python_version()}. '
-            f'Seeds: {", ".join(map(str, cfg.seeds))}.')
-
-
-def report(cfg: Config, args: argparse.Namespace) -> None:
-    """(Re)write results.md, results.csv and results.png."""
-    chosen, runs = plan(cfg)
-    write_report(cfg, chosen, [r.name for r in runs], header(cfg, args))
+    write_report(cfg, chosen, [r.name for r in runs], (
+        f'Command: `{command}`. Machine: {platform.machine()}, '
+        f'{os.cpu_count()} CPUs, Python {platform.python_version()}. '
+        f'Seeds: {", ".join(map(str, cfg.seeds))}.'))
 
 
 def run_study(args: argparse.Namespace) -> int:
@@ -163,10 +149,11 @@ def run_study(args: argparse.Namespace) -> int:
         rc = start_run(cfg, run).wait()
         res = read_result(cfg.runs_dir, run.name)
         if rc != 0 or res is None:
+            log = osp.join(cfg.runs_dir, run.name, 'run.log')
+            with open(log) as f:
+                tail = ''.join(f.readlines()[-15:])
             print(f'[study] {run.name} failed (exit {rc}); last lines of '
-                  f'{osp.join(cfg.runs_dir, run.name, "run.log")}:\n'
-                  f'{_tail(osp.join(cfg.runs_dir, run.name, "run.log"))}',
-                  file=sys.stderr, flush=True)
+                  f'{log}:\n{tail}', file=sys.stderr, flush=True)
             failed.add(run.name)
             if not args.keep_going:
                 report(cfg, args)

@@ -1,28 +1,15 @@
 """Run a study: a grid of pre-train -> evaluate experiments, each through
 mmengine's Runner in its own process and work dir, then tables and a plot
 (:mod:`mmumae_tools.study`; a study config's keys:
-``configs/studies/elpv/README.md``).
-
-Usage::
-
-    python tools/analysis_tools/run_study.py STUDY_CONFIG
-        [--data-root DIR] [--work-dir DIR] [--seeds 0 1 2]
-        [--dry-run] [--report-only] [--keep-going]
-
-Resumable: a run whose folder holds ``result.json`` is not repeated, a
-killed run continues from its newest checkpoint. ``results.md``,
-``results.csv`` and ``results.png`` are rewritten after each run; each
-run's log is ``<run>/run.log``.
-"""
+``configs/studies/elpv/README.md``). Resumable: a run whose folder holds
+``result.json`` is not repeated, a killed run continues from its newest
+checkpoint; each run's log is ``<run>/run.log``."""
 import argparse
 import sys
-from typing import List, Optional
 
 from mmumae_tools.study.runner import run_study
 
-
-def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    """Parse the command line (``argv`` defaults to ``sys.argv[1:]``)."""
+if __name__ == '__main__':
     p = argparse.ArgumentParser(
         description='Run a pre-train -> evaluate study (resumable) and '
         'write results.md / results.csv / results.png.')
@@ -41,8 +28,4 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                    help='write the tables from the finished runs only')
     p.add_argument('--keep-going', action='store_true',
                    help='go on with the other runs when one fails')
-    return p.parse_args(argv)
-
-
-if __name__ == '__main__':
-    sys.exit(run_study(parse_args()))
+    sys.exit(run_study(p.parse_args()))

@@ -1,14 +1,10 @@
-"""One run of a study in this process (the study runner starts one process
-per run): ``python -m mmumae_tools.study.worker RUN_JSON``, a
-:class:`~mmumae_tools.study.plan.Run` plus its ``work_dir`` and, for runs
-that start from one, ``pretrain_checkpoint``. ``pretrain`` and ``finetune``
-runs train their config as ``tools/train.py`` builds it, changing only
-what the study sets (:func:`train_config`), and resume a killed run; a
-fine-tuned model is then evaluated on val (for the lr choice) and test, the
-last epoch's weights, with the config's evaluators. ``frozen`` runs score
-the backbone's features (:mod:`~mmumae_tools.study.features`). The run's
-``result.json`` is the runner's sign that it is done.
-"""
+"""One run of a study, in its own process:
+``python -m mmumae_tools.study.worker RUN_JSON`` (a
+:class:`~mmumae_tools.study.plan.Run` plus ``work_dir`` and
+``pretrain_checkpoint``). Training runs train their config as
+``tools/train.py`` builds it with only the study's changes, resume a killed
+run, and (fine-tuning) evaluate the last weights on val and test; frozen
+runs score the backbone's features. ``result.json`` marks the run done."""
 import fcntl
 import json
 import os
@@ -38,24 +34,19 @@ def set_epochs(cfg: Config, epochs: int) -> None:
     """Train for ``epochs``: a scheduler that ran to the old end (the cosine)
     now runs to the new one; warm-up stays as it is, and a schedule shorter
     than the warm-up keeps only the warm-up, cut to ``epochs``."""
-    old = cfg.train_cfg.max_epochs
-    cfg.train_cfg.max_epochs = epochs
-    kept = []
+    old, cfg.train_cfg.max_epochs = cfg.train_cfg.max_epochs, epochs
+    cfg.param_scheduler = [s for s in cfg.param_scheduler
+                           if s.get('begin', 0) < epochs]
     for sched in cfg.param_scheduler:
-        if sched.get('begin', 0) >= epochs:
-            continue
         if sched.get('end') == old or sched.get('end', 0) > epochs:
             sched.end = epochs
             if 'T_max' in sched:
                 sched.T_max = epochs - sched.get('begin', 0)
-        kept.append(sched)
-    cfg.param_scheduler = kept
 
 
 def label_subset(cfg: Config, fraction: float, seed: int) -> None:
-    """Train on ``fraction`` of each class's training images (stratified;
-    which images depends on ``seed``), listed in an annotation file in the
-    work dir."""
+    """Train on ``fraction`` of each class's training images (stratified,
+    drawn with ``seed``), listed in an annotation file in the work dir."""
     ds, rng, lines = cfg.train_dataloader.dataset, np.random.RandomState(
         seed), []
     train = osp.join(ds.data_root, ds.data_prefix if isinstance(
@@ -80,12 +71,11 @@ def study_config(config: str, work_dir: str, data_root: Optional[str] = None,
                  lr: Optional[float] = None, label_fraction: float = 1.0,
                  options: Optional[dict] = None,
                  backbone_init: Optional[str] = AS_WRITTEN) -> Config:
-    """``config`` as ``tools/train.py`` reads it (a relative path: from the
-    cwd, else the repository) with the study's overrides: the arm's
-    ``--cfg-options`` style ``options`` first, then each dataloader's
-    ``data_root``, the seed, the epochs (:func:`set_epochs`), the lr, a
-    label subset (:func:`label_subset`) and the backbone's checkpoint (None:
-    random init; :data:`AS_WRITTEN`: the config's own)."""
+    """``config`` (relative: to the cwd, else the repository) as
+    ``tools/train.py`` reads it, with the arm's ``--cfg-options`` style
+    ``options``, then the study's data root, seed, epochs, lr, label subset
+    and backbone checkpoint (None: random init; :data:`AS_WRITTEN`: the
+    config's own)."""
     if not osp.isfile(config) and not osp.isabs(config):
         config = osp.join(REPO, config)
     cfg = Config.fromfile(config)
@@ -116,10 +106,8 @@ def has_checkpoint(work_dir: str) -> bool:
 
 
 def train_config(config: str, work_dir: str, **overrides) -> Runner:
-    """Build ``config`` with the study's ``overrides`` (the arguments of
-    :func:`study_config`) as ``tools/train.py`` does, resuming from the work
-    dir's checkpoint if there is one (as ``--resume``), train it and return
-    the runner."""
+    """Train :func:`study_config` as ``tools/train.py`` builds it, resuming
+    from the work dir's checkpoint if there is one; the runner."""
     cfg = study_config(config, work_dir, **overrides)
     if has_checkpoint(work_dir):
         cfg.resume, cfg.load_from = True, None
@@ -130,9 +118,9 @@ def train_config(config: str, work_dir: str, **overrides) -> Runner:
 
 
 def run_training(run: dict) -> dict:
-    """Pre-train (the result names the last checkpoint), or fine-tune and
-    evaluate the last weights on val and test (the checkpoints are then
-    removed unless ``keep_checkpoints``)."""
+    """Pre-train (the result names the last checkpoint), or fine-tune,
+    evaluate on val and test and remove the checkpoints (unless
+    ``keep_checkpoints``)."""
     keys = ('data_root', 'seed', 'epochs', 'lr', 'label_fraction', 'options')
     overrides = {k: run[k] for k in keys if k in run}
     if run['kind'] != 'pretrain':
@@ -161,9 +149,8 @@ def run_training(run: dict) -> dict:
 
 
 def build_model(cfg: Config) -> torch.nn.Module:
-    """The config's model, initialised (``init_cfg`` loads a checkpoint),
-    with the config's ``data_preprocessor`` (mean, std, to_rgb) as mmengine's
-    Runner gives it, unless the model names its own."""
+    """The config's model, initialised, with the config's
+    ``data_preprocessor`` as mmengine's Runner gives it."""
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
     from mmpretrain.registry import MODELS
     if cfg.get('data_preprocessor') is not None:
@@ -175,7 +162,7 @@ def build_model(cfg: Config) -> torch.nn.Module:
 
 def run_frozen(run: dict) -> dict:
     """kNN and linear probe on the frozen backbone's features of the three
-    splits (train through the evaluation pipeline, in order)."""
+    splits (train through the test pipeline)."""
     cfg = study_config(run['config'], run['work_dir'], run['data_root'],
                        run['seed'],
                        backbone_init=run.get('pretrain_checkpoint'))
@@ -198,12 +185,10 @@ def run_frozen(run: dict) -> dict:
 
 def main(path: str) -> int:
     """Do the run that ``path`` (a run.json) describes, unless another
-    study process finished it; write its ``result.json``."""
+    study process sharing the runs_dir finished it (one worker per run at a
+    time: the lock); write its ``result.json``."""
     with open(path) as f:
         run = json.load(f)
-    # One worker per run at a time, across study processes sharing a
-    # runs_dir: wait for another one to finish the run, then find its
-    # result instead of running it again.
     lock = os.open(osp.join(run['work_dir'], 'study.lock'),
                    os.O_RDWR | os.O_CREAT, 0o644)
     fcntl.lockf(lock, fcntl.LOCK_EX)

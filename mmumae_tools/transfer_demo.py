@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Dict, List, Optional
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -119,12 +120,9 @@ def last_checkpoint(work_dir: str) -> Optional[str]:
     """The checkpoint mmengine's ``last_checkpoint`` file names (relative
     to the work dir or the repository, or absolute), if it exists."""
     marker = osp.join(work_dir, 'last_checkpoint')
-    if not osp.isfile(marker):
-        return None
-    with open(marker) as f:
-        path = f.read().strip()
+    path = Path(marker).read_text().strip() if osp.isfile(marker) else None
     return next((p for p in (osp.join(work_dir, path), osp.join(REPO, path))
-                 if osp.isfile(p)), None)
+                 if osp.isfile(p)), None) if path else None
 
 
 def read_metrics(work_dir: str, keys: List[str]) -> Dict[str, float]:
@@ -147,79 +145,58 @@ def count_steps(pretrain_reused: bool, with_random: bool) -> int:
     return (0 if pretrain_reused else 1) + 1 + 4 * (2 if with_random else 1)
 
 
-class Chain:
-    """The steps of one call (numbered, timed) in ``work_dir``."""
-
-    def __init__(self, work_dir: str, pretrain_dir: str,
-                 with_random: bool) -> None:
-        self.work_dir, self.pretrain_dir = work_dir, pretrain_dir
-        self.times: Dict[str, float] = {}
-        self.total, self.done = count_steps(
-            last_checkpoint(pretrain_dir) is not None, with_random), 0
-
-    def step(self, key: str, cmd: List[str], log: str, **env) -> None:
-        """Run the next step (``'step 4/9 ummae: mask-rcnn'``), extra
-        environment variables in ``env``."""
-        self.done += 1
-        self.times[key] = _run(cmd, log, f'step {self.done}/{self.total} '
-                               f'{key}', dict(os.environ, **env))
-
-    def convert(self, src: str, name: str, key: str) -> str:
-        """Backbone-only copy of ``src`` in the work dir."""
-        dst = osp.join(self.work_dir, name)
-        self.step(key, [sys.executable, CONVERT, src, dst], dst + '.log')
-        return dst
-
-    def row(self, row: str, init: Optional[str]) -> Dict[str, float]:
-        """Fine-tune from backbone checkpoint ``init`` (None: random
-        init), convert, then detect and segment from that backbone; each
-        ``tools/train.py --overwrite`` in its own work dir; the metrics."""
-        out, backbone = {}, init
-        for step, config, keys in TASKS:
-            work_dir = osp.join(self.work_dir, f'{row}_{step}')
-            os.makedirs(work_dir, exist_ok=True)
-            self.step(f'{row}: {step}', [
-                sys.executable, 'tools/train.py', config, '--work-dir',
-                work_dir, '--overwrite', '--cfg-options',
-                f'model.backbone.init_cfg.checkpoint={backbone}'
-                if backbone else 'model.backbone.init_cfg=None'
-            ], osp.join(work_dir, 'run.log'))
-            out.update(read_metrics(work_dir, keys))
-            if step == 'finetune':
-                backbone = self.convert(
-                    last_checkpoint(work_dir), f'{row}_ft_backbone.pth',
-                    f'{row}: convert fine-tuned')
-                backbone = backbone if init else None
-        return out
-
-
 def run_chain(work_dir: str, pretrain_dir: str,
               with_random: bool = True) -> str:
-    """Run the chain; the table of results and step times (Markdown), also
-    written to ``work_dir/results.md``."""
-    start = time.time()
+    """Run the chain (each ``tools/train.py --overwrite`` in its own work
+    dir); the table of results and step times (Markdown), also written to
+    ``work_dir/results.md``."""
+    start, times = time.time(), {}
     os.makedirs(work_dir, exist_ok=True)
-    chain = Chain(work_dir, pretrain_dir, with_random)
     ckpt = last_checkpoint(pretrain_dir)
+    total = count_steps(ckpt is not None, with_random)
+
+    def step(key: str, cmd: List[str], log: str, **env) -> None:
+        times[key] = _run(cmd, log, f'step {len(times) + 1}/{total} {key}',
+                          dict(os.environ, **env))
+
+    def convert(src: str, name: str, key: str) -> str:
+        dst = osp.join(work_dir, name)
+        step(key, [sys.executable, CONVERT, src, dst], dst + '.log')
+        return dst
+
     if ckpt:
         print(f'[transfer-demo] reusing the pre-training checkpoint {ckpt}')
     else:
-        chain.step('pre-train', ['bash', 'tools/run_demo.sh'],
-                   osp.join(work_dir, 'pretrain.log'),
-                   DEMO_WORK_DIR=osp.abspath(pretrain_dir))
+        step('pre-train', ['bash', 'tools/run_demo.sh'],
+             osp.join(work_dir, 'pretrain.log'),
+             DEMO_WORK_DIR=osp.abspath(pretrain_dir))
         ckpt = last_checkpoint(pretrain_dir)
-    backbone = chain.convert(ckpt, 'pretrain_backbone.pth',
-                             'convert pre-trained')
-    rows = {'UM-MAE pre-trained -> fine-tuned': chain.row('ummae', backbone)}
-    if with_random:
-        rows['random init'] = chain.row('random', None)
+    init = convert(ckpt, 'pretrain_backbone.pth', 'convert pre-trained')
+    rows = {}
+    for row, title in [('ummae', 'UM-MAE pre-trained -> fine-tuned'),
+                       ('random', 'random init')][:1 + with_random]:
+        rows[title], backbone = {}, init if row == 'ummae' else None
+        for task, config, keys in TASKS:  # the dense tasks: fine-tuned
+            run_dir = osp.join(work_dir, f'{row}_{task}')
+            os.makedirs(run_dir, exist_ok=True)
+            step(f'{row}: {task}', [
+                sys.executable, 'tools/train.py', config, '--work-dir',
+                run_dir, '--overwrite', '--cfg-options',
+                f'model.backbone.init_cfg.checkpoint={backbone}'
+                if backbone else 'model.backbone.init_cfg=None'
+            ], osp.join(run_dir, 'run.log'))
+            rows[title].update(read_metrics(run_dir, keys))
+            if task == 'finetune':
+                ft = convert(last_checkpoint(run_dir), f'{row}_ft_backbone'
+                             '.pth', f'{row}: convert fine-tuned')
+                backbone = backbone and ft
     lines = ['| start | IN-style top-1 | bbox mAP | segm mAP | mIoU |',
              '|---|---|---|---|---|'] + [
         f'| {name} | {m["accuracy/top1"]:.2f} | '
         f'{100 * m["coco/bbox_mAP"]:.1f} | {100 * m["coco/segm_mAP"]:.1f} '
         f'| {m["mIoU"]:.2f} |' for name, m in rows.items()]
     lines += ['', '| step | seconds |', '|---|---|'] + [
-        f'| {k} | {v:.0f} |' for k, v in chain.times.items()]
+        f'| {k} | {v:.0f} |' for k, v in times.items()]
     text = '\n'.join(lines + [f'| total | {time.time() - start:.0f} |'])
     with open(osp.join(work_dir, 'results.md'), 'w') as f:
         f.write(text + '\n')

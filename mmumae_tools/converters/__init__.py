@@ -72,11 +72,10 @@ def check_keys(got: Shapes, expected: Shapes, what: str,
     missing = sorted(set(expected) - set(got) - set(allow_missing))
     unexpected = sorted(k for k in got if k not in expected)
     shapes = sorted(k for k in got if k in expected and got[k] != expected[k])
-    print(f'missing keys ({len(missing)}): {missing}')
-    print(f'unexpected keys ({len(unexpected)}): {unexpected}')
-    if shapes:
-        print('shape mismatches: ' + ', '.join(
-            f'{k} {got[k]} vs {expected[k]}' for k in shapes))
+    print(f'missing keys ({len(missing)}): {missing}\nunexpected keys '
+          f'({len(unexpected)}): {unexpected}' + ('\nshape mismatches: ' + (
+              ', '.join(f'{k} {got[k]} vs {expected[k]}' for k in shapes))
+              if shapes else ''))
     problems = [
         f'{len(missing)} {what} keys would stay at their initialisation '
         f'(e.g. {missing[0]})' if missing else '',
@@ -111,13 +110,9 @@ def build_backbone(cfg: Config, name: str) -> torch.nn.Module:
 def save_checkpoint_file(state: Dict[str, torch.Tensor], meta: dict,
                          path: str) -> None:
     """Write ``{'meta': meta, 'state_dict': state}`` (mmengine's layout)
-    atomically: a hidden temporary file beside ``path``, renamed over it
-    when complete, removed on any error.
-
-    Raises:
-        ConversionError: When the file cannot be written (names the file
-            and the free space).
-    """
+    atomically (a hidden temporary file beside ``path``, renamed over it
+    when complete); a :class:`ConversionError` naming the file and the free
+    space when it cannot be written."""
     folder = osp.dirname(osp.abspath(path))
     if not osp.isdir(folder):
         raise ConversionError(f'cannot write {path}: the directory {folder} '

@@ -53,11 +53,8 @@ DROPPED = ('fc_norm.', )
 
 
 def detect(state: State) -> Tuple[str, str]:
-    """(model, kind) of an official state dict, from its keys and shapes.
-
-    Raises:
-        ConversionError: When the keys are not those of a known model.
-    """
+    """(model, kind) of an official state dict, from its keys and shapes;
+    a :class:`ConversionError` for another model."""
     if 'blocks.0.attn.posmlp.0.weight' in state:
         family = 'swin'
     elif 'blocks.0.attn.sr.weight' in state:
@@ -147,11 +144,8 @@ def _check_pvt_pos_embed(pe: torch.Tensor) -> None:
 
 def convert_state(state: State, model: str, kind: str,
                   depths: List[int]) -> State:
-    """Rename (and adapt) an official state dict to mmumae's names.
-
-    Raises:
-        ConversionError: For an official key with no place in mmumae.
-    """
+    """An official state dict under mmumae's names; a
+    :class:`ConversionError` for a key with no place in mmumae."""
     family = model.split('-')[0]
     out, unplaced, dropped = {}, [], []
     for key, value in state.items():
@@ -177,16 +171,14 @@ def file_classes(state: State, asked: Optional[int] = None) -> Optional[int]:
     """Class count of a fine-tuned file (rows of ``head.weight``; None
     without a head), which ``asked`` (``--num-classes``) must equal."""
     head = state.get('head.weight')
-    if head is None and asked is not None:
-        raise ConversionError(
-            f'--num-classes {asked} was given, but the file has no '
-            f'classifier head (head.weight); drop the option.')
     found = None if head is None else int(head.shape[0])
     if asked is not None and asked != found:
         raise ConversionError(
-            f'the file\'s classifier head has {found} classes, not the '
-            f'{asked} of --num-classes; pass --num-classes {found} (or '
-            f'leave it out).')
+            f'--num-classes {asked} was given, but the file has no '
+            f'classifier head (head.weight); drop the option.' if head is None
+            else f'the file\'s classifier head has {found} classes, not the '
+            f'{asked} of --num-classes; pass --num-classes {found} (or leave '
+            f'it out).')
     return found
 
 
@@ -209,8 +201,7 @@ def target_config(model: str, kind: str,
 def fit_to_target(out: State, target: torch.nn.Module, kind: str) -> State:
     """Adapt shapes the two codes store differently; check every key."""
     own = target.state_dict()
-    want = own['backbone.mask_token']
-    token = out.get('backbone.mask_token')
+    want, token = own['backbone.mask_token'], out.get('backbone.mask_token')
     if token is not None:
         if token.numel() != want.numel():
             raise ConversionError(
@@ -244,8 +235,7 @@ def convert(src: str, dst: str, model: Optional[str] = None,
             f'{model or found[0]} {kind or found[1]} asked for.')
     model, kind = found
     classes = file_classes(state, num_classes)
-    if classes is not None:
-        print(f'classifier head: {classes} classes')
+    print(f'classifier head: {classes} classes' if classes else 'no head')
     cfg = target_config(model, kind, classes)
     from mmpretrain.registry import MODELS as REGISTRY
     cfg.model.backbone.pop('init_cfg', None)

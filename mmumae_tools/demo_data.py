@@ -115,26 +115,11 @@ def _make_imagenet(root: str) -> str:
             'classes, meta/{train,val,classes}.txt')
 
 
-def _shape_polygon(rng: np.random.Generator, kind: str, x: int, y: int,
-                   w: int, h: int) -> List[float]:
-    """A flat ``[x1, y1, ...]`` rectangle, ellipse (32 points) or random
-    star-shaped polygon (5-8 points) in the box (x, y, w, h), to 0.01 px."""
-    if kind == 'rectangle':
-        pts = [(x, y), (x + w, y), (x + w, y + h), (x, y + h)]
-    else:
-        n = 32 if kind == 'ellipse' else int(rng.integers(5, 9))
-        angles = np.linspace(0, 2 * np.pi, n, endpoint=False)
-        radius = np.ones(n) if kind == 'ellipse' else rng.uniform(0.55, 1, n)
-        pts = zip(x + w / 2 + radius * np.cos(angles) * w / 2,
-                  y + h / 2 + radius * np.sin(angles) * h / 2)
-    return [round(float(v), 2) for pt in pts for v in pt]
-
-
 def _place_objects(rng: np.random.Generator, image: np.ndarray,
                    names: List[str], max_objects: int) -> List[dict]:
-    """Paste non-overlapping objects into ``image``: name, shape, polygon,
-    mask (pycocotools' raster of the polygon, so a COCO loader reproduces
-    it), bbox, area."""
+    """Paste non-overlapping objects (rectangle, ellipse or polygon) into
+    ``image``: name, shape, polygon (to 0.01 px), mask (pycocotools' raster
+    of the polygon, as a COCO loader makes it), bbox, area."""
     height, width = image.shape[:2]
     objects, taken = [], np.zeros((height, width), bool)
     for _ in range(int(rng.integers(1, max_objects + 1))):
@@ -150,7 +135,16 @@ def _place_objects(rng: np.random.Generator, image: np.ndarray,
                 break
         else:
             continue
-        polygon = _shape_polygon(rng, kind, x, y, w, h)
+        if kind == 'rectangle':
+            pts = [(x, y), (x + w, y), (x + w, y + h), (x, y + h)]
+        else:  # 32 points, or a random star of 5-8
+            n = 32 if kind == 'ellipse' else int(rng.integers(5, 9))
+            angles = np.linspace(0, 2 * np.pi, n, endpoint=False)
+            radius = np.ones(n) if kind == 'ellipse' else rng.uniform(
+                0.55, 1, n)
+            pts = zip(x + w / 2 + radius * np.cos(angles) * w / 2,
+                      y + h / 2 + radius * np.sin(angles) * h / 2)
+        polygon = [round(float(v), 2) for pt in pts for v in pt]
         rle = mask_utils.merge(
             mask_utils.frPyObjects([polygon], height, width))
         photo, box = _OBJECTS[name]

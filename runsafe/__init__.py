@@ -15,7 +15,7 @@ from .checkpoint import (CheckpointMismatch, mismatch_text, read_checkpoint,
 from .data_checks import check_batches, check_dataset_paths
 from .errors import RunError, error_line
 from .hooks import (ExactResumeHook, FiniteLossHook, StrictLoadHook,
-                    WorkDirHook)
+                    WorkDirHook, WorkDirLock)
 from .loading import CheckSegMap, SafeLoadImageFromFile
 from .runner import (SafeRunner, fp32_without_gpu, has_gpu,
                      newest_loadable_checkpoint)
@@ -25,6 +25,6 @@ __all__ = [
     'read_checkpoint', 'resume_candidates', 'state_dict_mismatch',
     'state_dict_of', 'check_batches', 'check_dataset_paths', 'RunError',
     'error_line', 'ExactResumeHook', 'FiniteLossHook', 'StrictLoadHook',
-    'WorkDirHook', 'CheckSegMap', 'SafeLoadImageFromFile', 'SafeRunner',
-    'has_gpu', 'newest_loadable_checkpoint', 'fp32_without_gpu'
+    'WorkDirHook', 'WorkDirLock', 'CheckSegMap', 'SafeLoadImageFromFile',
+    'SafeRunner', 'has_gpu', 'newest_loadable_checkpoint', 'fp32_without_gpu'
 ]

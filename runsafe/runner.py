@@ -5,6 +5,7 @@ back to fp32, distributed runs use gloo)."""
 import copy
 import datetime
 import itertools
+import os
 import os.path as osp
 from typing import List, Optional, Tuple
 
@@ -17,7 +18,7 @@ from mmengine.runner import Runner
 from .checkpoint import read_checkpoint, resume_candidates
 from .data_checks import check_batches, check_dataset_paths
 from .errors import RunError
-from .hooks import WorkDirHook
+from .hooks import WorkDirHook, WorkDirLock
 
 __all__ = [
     'SafeRunner', 'newest_loadable_checkpoint', 'has_gpu', 'fp32_without_gpu'
@@ -42,6 +43,19 @@ def _is_amp(wrapper: dict) -> bool:
     if isinstance(kind, str):
         kind = OPTIM_WRAPPERS.get(kind)
     return isinstance(kind, type) and issubclass(kind, AmpOptimWrapper)
+
+
+def _has_work_dir_hook(default_hooks, custom_hooks) -> bool:
+    """Whether hook configs (or hooks) include a ``WorkDirHook``."""
+    hooks = list((default_hooks or {}).values()) + list(custom_hooks or [])
+    for hook in hooks:
+        kind = hook.get('type') if isinstance(hook, dict) else hook
+        if isinstance(kind, str):
+            kind = kind.split('.')[-1]
+        if kind in ('WorkDirHook', WorkDirHook) or isinstance(
+                kind, WorkDirHook):
+            return True
+    return False
 
 
 def newest_loadable_checkpoint(work_dir: str, logger) -> Optional[str]:
@@ -110,6 +124,11 @@ class SafeRunner(Runner):
     * :meth:`load_or_resume`: ``resume=True`` without ``load_from`` resumes
       from :func:`newest_loadable_checkpoint` (``last_checkpoint`` may name
       the file relative to the work dir, see ``WorkDirHook``).
+    * :meth:`setup_env` (:meth:`lock_work_dir`): with a ``WorkDirHook`` in
+      the config, the work-dir lock is taken while the runner is built,
+      before mmengine dumps the config and creates the log folder, so a
+      run refused there (a busy or read-only work dir) writes nothing into
+      it; a work dir that cannot be created is refused in one line too.
     * :meth:`train` / :meth:`test`: the data roots are checked first
       (:func:`~runsafe.data_checks.check_dataset_paths`), and the work-dir
       lock is released however the run ends.
@@ -132,7 +151,25 @@ class SafeRunner(Runner):
         if count and kwargs.get('experiment_name') is None and cfg:
             name = osp.splitext(osp.basename(cfg.filename or 'run'))[0]
             kwargs['experiment_name'] = f'{name}_run{count + 1}'
-        super().__init__(*args, **kwargs)
+        #: The work-dir lock taken in :meth:`setup_env` (None: the config
+        #: has no ``WorkDirHook``, or this is not rank 0).
+        self.work_dir_lock: Optional[WorkDirLock] = None
+        self.locks_work_dir = _has_work_dir_hook(
+            kwargs.get('default_hooks'), kwargs.get('custom_hooks'))
+        work_dir = kwargs.get('work_dir')
+        if isinstance(work_dir, str) and not osp.isdir(work_dir):
+            try:  # mmengine's own makedirs would end in a traceback
+                os.makedirs(work_dir, exist_ok=True)
+            except OSError as err:
+                raise RunError(
+                    f'cannot create the work dir {work_dir} '
+                    f'({err.strerror or type(err).__name__}); choose another '
+                    '--work-dir, or make its parent writable.') from None
+        try:
+            super().__init__(*args, **kwargs)
+        except BaseException:
+            self._release_work_dir()
+            raise
 
     def setup_env(self, env_cfg: dict) -> None:
         """mmengine's set-up; without a GPU, a distributed run starts a
@@ -149,6 +186,27 @@ class SafeRunner(Runner):
                 backend='gloo', timeout=None if timeout is None else
                 datetime.timedelta(seconds=timeout))
         super().setup_env(env_cfg)
+        self.lock_work_dir()
+
+    def lock_work_dir(self) -> None:
+        """Take the work-dir lock of a config with a ``WorkDirHook`` (rank 0),
+        before mmengine writes into the work dir (its log folder and config
+        dump, right after :meth:`setup_env`): a run refused there, because
+        another run holds the lock or the work dir cannot be written, leaves
+        the work dir as it was. The hook adopts the lock at ``before_run``.
+
+        Raises:
+            RunError: On every rank, with rank 0's reason and the fix.
+        """
+        if not self.locks_work_dir:
+            return
+        message = None
+        if self.rank == 0:
+            lock = WorkDirLock(self.work_dir)
+            message = lock.acquire(bool(self.cfg.get('resume')))
+            if message is None:
+                self.work_dir_lock = lock
+        WorkDirHook.check(self, message)
 
     def wrap_model(self, model_wrapper_cfg: Optional[dict], model):
         """mmengine's wrapping; without a GPU, with no device ids (torch's
@@ -181,22 +239,26 @@ class SafeRunner(Runner):
         return Runner.build_dataloader(dataloader, seed, diff_rank_seed)
 
     def _release_work_dir(self) -> None:
-        for hook in self.hooks:
+        for hook in getattr(self, 'hooks', []):  # none while being built
             if isinstance(hook, WorkDirHook):
                 hook.release()
+        if self.work_dir_lock is not None:
+            self.work_dir_lock.release()
+            self.work_dir_lock = None
 
     def train(self):
         """Check the training and validation data, then train."""
-        check_dataset_paths(self.cfg, ['train_dataloader', 'val_dataloader'])
         try:
+            check_dataset_paths(self.cfg,
+                                ['train_dataloader', 'val_dataloader'])
             return super().train()
         finally:
             self._release_work_dir()
 
     def test(self) -> dict:
         """Check the test data, then test."""
-        check_dataset_paths(self.cfg, ['test_dataloader'])
         try:
+            check_dataset_paths(self.cfg, ['test_dataloader'])
             return super().test()
         finally:
             self._release_work_dir()

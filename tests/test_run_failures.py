@@ -274,18 +274,33 @@ def test_fp16_a_few_skipped_steps_do_not_stop_the_run(tmp_path, data_dir):
 # ----------------------------------------------------------------------------
 
 
+def _snapshot(folder: Path) -> dict:
+    """Every path under ``folder``, with the bytes of each file."""
+    return {str(p.relative_to(folder)): p.read_bytes() if p.is_file() else
+            'dir' for p in sorted(folder.rglob('*'))}
+
+
 def test_second_run_in_a_work_dir_is_refused(tmp_path, data_dir):
     cfg = _mae_iters(tmp_path, data_dir, max_iters=1000, interval=1000)
     work_dir = tmp_path / 'wd'
     lock = work_dir / 'run.lock'
     first = _start(cfg, '--work-dir', work_dir)
     try:
-        assert _wait_for(lambda: lock.is_file() and lock.read_text(), first)
-        # Another run, and a resubmitted job resuming, while it runs.
+        # it holds the lock, dumped its config and logs iterations
+        assert _wait_for(lambda: lock.is_file() and lock.read_text() and (
+            work_dir / cfg.name).is_file() and 'Iter(train)' in ''.join(
+                p.read_text() for p in work_dir.glob('*/*.log')), first)
+        first.send_signal(signal.SIGSTOP)  # its files stay as they are
+        before = _snapshot(work_dir)
+        # Another run, and a resubmitted job resuming, while it runs; with
+        # another config, which mmengine would dump over the running one's.
         for extra in ([], ['--resume']):
-            message = _error(train_tool, cfg, '--work-dir', work_dir, *extra)
+            message = _error(train_tool, cfg, '--work-dir', work_dir, *extra,
+                             '--cfg-options', 'train_cfg.max_iters=5')
             assert f'{work_dir} is in use by another run (process ' \
                 f'{first.pid} on ' in message
+            # nothing written: no config dump, no new log folder
+            assert _snapshot(work_dir) == before
         assert first.poll() is None
     finally:
         first.send_signal(signal.SIGKILL)

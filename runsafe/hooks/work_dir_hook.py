@@ -3,6 +3,7 @@ import fcntl
 import os
 import os.path as osp
 import socket
+import stat
 import time
 from typing import Optional
 
@@ -13,7 +14,7 @@ from mmengine.registry import HOOKS
 from ..checkpoint import CKPT_NAME
 from ..errors import RunError
 
-__all__ = ['WorkDirHook']
+__all__ = ['WorkDirHook', 'WorkDirLock']
 
 
 def _write_atomic(path: str, text: str) -> None:
@@ -22,31 +23,147 @@ def _write_atomic(path: str, text: str) -> None:
     os.replace(f'{path}.tmp', path)
 
 
+def _reason(err: OSError) -> str:
+    return err.strerror or type(err).__name__
+
+
+def _writable_message(work_dir: str, resume: bool) -> Optional[str]:
+    """Why a run cannot write into ``work_dir``, with the fix; or None."""
+    if os.access(work_dir, os.W_OK | os.X_OK):
+        return None
+    copy = (f'copy it (cp -r {work_dir} NEW_DIR) and resume the copy with '
+            '--work-dir NEW_DIR --resume' if resume else
+            'choose another --work-dir')
+    return (f'the work dir {work_dir} is not writable (a run writes its lock, '
+            'config, log and checkpoints there): make it writable (chmod u+w '
+            f'{work_dir}), or {copy}.')
+
+
+class WorkDirLock:
+    """The lock of one work directory: ``work_dir/run.lock``, a POSIX lock
+    that the kernel releases when the process ends, however it ends.
+
+    ``SafeRunner`` takes it while it is built, before mmengine writes into
+    the work dir (its config dump and log folder); :class:`WorkDirHook`
+    takes it at ``before_run`` when no runner took it.
+
+    Args:
+        work_dir (str): The run's work directory (it exists).
+    """
+
+    def __init__(self, work_dir: str) -> None:
+        self.work_dir = work_dir
+        self.path = osp.join(work_dir, 'run.lock')
+        self.fd: Optional[int] = None
+        # the run that held the lock file and ended without releasing it
+        self.taken_over_from = ''
+
+    @property
+    def held(self) -> bool:
+        """Whether this object holds the lock."""
+        return self.fd is not None
+
+    def acquire(self, resume: bool = False) -> Optional[str]:
+        """Take the lock.
+
+        Args:
+            resume (bool): Whether the run resumes (for the advice when the
+                work dir is read-only).
+
+        Returns:
+            str | None: None when taken, else why not, with the fix (the
+            work dir is busy, not writable, or ``run.lock`` is not a file
+            this process can write).
+        """
+        if self.held:
+            return None
+        message = _writable_message(self.work_dir, resume)
+        if message:
+            return message
+        if osp.isdir(self.path) and not osp.islink(self.path):
+            return (f'cannot lock the work dir: {self.path} is a directory, '
+                    'not a lock file; remove it (rmdir, if it is empty) or '
+                    'choose another --work-dir.')
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+                         0o644)
+        except OSError as err:
+            return (f'cannot lock the work dir: {self.path} cannot be opened '
+                    f'for writing ({_reason(err)}); make it a writable file '
+                    f'(chmod u+w {self.path}, or remove it), or choose '
+                    'another --work-dir.')
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                os.close(fd)
+                return (f'cannot lock the work dir: {self.path} is not a '
+                        'regular file; remove it or choose another '
+                        '--work-dir.')
+            holder = os.read(fd, 300).decode(errors='replace').strip()
+            try:
+                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except (BlockingIOError, PermissionError):
+                os.close(fd)
+                return (f'{self.work_dir} is in use by another run '
+                        f'({holder}); wait for it to end, or choose another '
+                        '--work-dir.')
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, (
+                f'process {os.getpid()} on {socket.gethostname()}, since '
+                f'{time.strftime("%Y-%m-%d %H:%M:%S")}').encode(), 0)
+        except OSError as err:
+            os.close(fd)
+            return (f'cannot lock the work dir: {self.path} cannot be locked '
+                    f'or written ({_reason(err)}); make it a writable regular '
+                    'file (or remove it), or choose another --work-dir.')
+        self.fd = fd
+        self.taken_over_from = holder
+        return None
+
+    def release(self) -> None:
+        """Release the lock (closing the file releases the POSIX lock)."""
+        if self.fd is not None:
+            try:
+                os.ftruncate(self.fd, 0)
+            except OSError:
+                pass
+            os.close(self.fd)
+            self.fd = None
+
+
 @HOOKS.register_module()
 class WorkDirHook(Hook):
     """Guard a run's work directory.
 
     * The run holds ``work_dir/run.lock`` (a POSIX lock, which the kernel
-      releases when the process ends, however it ends). A second run in the
-      same work dir is refused, naming the process that holds it; a lock
-      file left by a run that died is taken over with a warning, and the
-      ``.<name>.pth.tmp`` of a save it did not finish is removed.
+      releases when the process ends, however it ends; see
+      :class:`WorkDirLock`). A second run in the same work dir is refused,
+      naming the process that holds it; ``SafeRunner`` takes the lock while
+      it is built, so a refused run writes nothing into the work dir (with
+      mmengine's plain ``Runner`` the lock is taken at ``before_run``). A
+      lock file left by a run that died is taken over with a warning, and
+      the ``.<name>.pth.tmp`` of a save it did not finish is removed. A work
+      dir that cannot be written, and a ``run.lock`` that is not a writable
+      file, stop the run with the file named and the fix.
     * A run that does not resume, in a work dir holding an earlier run's
       checkpoints, is refused unless the config sets ``overwrite=True``;
       then they are first moved to ``previous_<time>/``.
     * ``last_checkpoint`` is rewritten to hold the checkpoint's file name
       (relative to the work dir) instead of mmengine's absolute path, so a
-      moved or kept run resumes itself.
+      moved or kept run resumes itself; the new pointer is written to a
+      temporary file and renamed over the old one.
 
     Only rank 0 touches the files; the other ranks stop with it.
     """
     priority = 'LOWEST'  # after CheckpointHook (VERY_LOW) wrote the pointer
 
     def __init__(self) -> None:
-        self._fd: Optional[int] = None
+        self._lock: Optional[WorkDirLock] = None  # rank 0's
+        self._active = False  # the lock is held for this run (every rank)
         self._pointer: Optional[str] = None
 
-    def _check(self, runner, message: Optional[str]) -> None:
+    @staticmethod
+    def check(runner, message: Optional[str]) -> None:
+        """Raise rank 0's ``message`` (None: all is well) on every rank."""
         if runner.world_size > 1:
             box = [message]
             broadcast_object_list(box)
@@ -55,33 +172,34 @@ class WorkDirHook(Hook):
             raise RunError(message)
 
     def before_run(self, runner) -> None:
-        """Take the lock (``runner.val()`` / ``test()`` after ``train()``
-        find it held by this run already)."""
-        if self._fd is not None:
+        """Take the lock, or adopt the one ``SafeRunner`` took
+        (``runner.val()`` / ``test()`` after ``train()`` find it held by
+        this run already)."""
+        if self._active:
             return
-        self._check(runner, self._lock(runner) if runner.rank == 0 else None)
+        self.check(runner, self._take(runner) if runner.rank == 0 else None)
+        self._active = True
 
     def before_train(self, runner) -> None:
         """Keep (or refuse to overwrite) an earlier run: only a training
         run writes checkpoints, so evaluating in a work dir that holds them
         is fine."""
-        self._check(runner, self._keep_earlier_run(runner)
-                    if runner.rank == 0 else None)
+        self.check(runner, self._keep_earlier_run(runner)
+                   if runner.rank == 0 else None)
 
-    def _lock(self, runner) -> Optional[str]:
-        path = osp.join(runner.work_dir, 'run.lock')
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        holder = os.read(fd, 300).decode(errors='replace').strip()
-        try:
-            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            return (f'{runner.work_dir} is in use by another run ({holder}); '
-                    'wait for it to end, or choose another --work-dir.')
-        if holder:
+    def _take(self, runner) -> Optional[str]:
+        lock = getattr(runner, 'work_dir_lock', None)
+        if lock is None or not lock.held:
+            lock = WorkDirLock(runner.work_dir)
+            message = lock.acquire(bool(runner.cfg.get('resume')))
+            if message:
+                return message
+        self._lock = lock
+        if lock.taken_over_from:
             runner.logger.warning(
-                f'{path}: taking over the lock of a run that ended without '
-                f'releasing it ({holder}).')
+                f'{lock.path}: taking over the lock of a run that ended '
+                f'without releasing it ({lock.taken_over_from}).')
+            lock.taken_over_from = ''
         for name in os.listdir(runner.work_dir):  # saves a kill cut short
             # only regular files: a partial save is one; anything else
             # (a link, a device) was put there by someone else
@@ -91,19 +209,14 @@ class WorkDirHook(Hook):
                 os.remove(osp.join(runner.work_dir, name))
                 runner.logger.info(f'removed {name}, the partial save of an '
                                    'earlier run')
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, (f'process {os.getpid()} on {socket.gethostname()}, '
-                       f'since {time.strftime("%Y-%m-%d %H:%M:%S")}').encode(),
-                  0)
-        self._fd = fd
         return None
 
     def release(self) -> None:
         """Release the lock (at the end of the run; also after an error)."""
-        if self._fd is not None:
-            os.ftruncate(self._fd, 0)
-            os.close(self._fd)  # closing releases the POSIX lock
-            self._fd = None
+        self._active = False
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def after_run(self, runner) -> None:
         """Release the lock; a later ``runner.val()`` or ``runner.test()``

@@ -18,8 +18,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from mmengine.hooks import Hook
 from mmengine.optim import OptimWrapper
-from mmpretrain.registry import MODELS, OPTIM_WRAPPERS
+from mmpretrain.registry import HOOKS, MODELS, OPTIM_WRAPPERS
 from tool_helpers import (CLASSIFIER_MODEL, MAE_ITERS, REPO, RUNTIME,
                           load_tool, log_text, mae_model, write_image_folders)
 
@@ -407,6 +408,30 @@ def test_sigterm_then_resume_repeats_the_uninterrupted_losses(
         assert got[step] == pytest.approx(expected[step], rel=1e-5), step
 
 
+def test_resume_with_loader_workers_repeats_the_losses(tmp_path, data_dir):
+    """Two loader workers started afresh each epoch (the shipped configs'
+    persistent_workers=False): a run resumed after epoch 1 repeats the
+    uninterrupted losses. Persistent workers get a warning."""
+    cfg = _mae_epochs(tmp_path, data_dir, epochs=3)
+    workers = ['--cfg-options', 'train_dataloader.num_workers=2']
+    whole, part = tmp_path / 'whole', tmp_path / 'part'
+    _train(cfg, '--work-dir', whole, *workers)
+    _train(cfg, '--work-dir', part, *workers, 'train_cfg.max_epochs=1')
+    _train(cfg, '--work-dir', part, '--resume', *workers)
+    expected, got = _losses(whole), _losses(part)
+    assert sorted(got) == sorted(expected) == list(range(1, 10))
+    for step in range(4, 10):
+        assert got[step] == pytest.approx(expected[step], rel=1e-5), step
+    assert 'persistent_workers=True' not in log_text(part)
+    _train(cfg, '--work-dir', tmp_path / 'persistent', *workers,
+           'train_dataloader.persistent_workers=True',
+           'train_cfg.max_epochs=1')
+    assert 'train_dataloader.persistent_workers=True (with 2 workers): the ' \
+        'workers keep their random state from epoch to epoch, so a ' \
+        'resumed run will not repeat the losses of an uninterrupted one' \
+        in log_text(tmp_path / 'persistent')
+
+
 def test_iteration_checkpoints_in_an_epoch_run_are_refused(tmp_path,
                                                            data_dir):
     cfg = _mae_epochs(tmp_path, data_dir, epochs=4)
@@ -418,15 +443,110 @@ def test_iteration_checkpoints_in_an_epoch_run_are_refused(tmp_path,
         in message
     assert not list((tmp_path / 'wd').glob('*.pth'))
 
-    # A checkpoint from inside an epoch (3 iterations each) is not resumed.
+    # A checkpoint saved without the epoch-end record (an older runsafe, or
+    # exact_resume=None) from inside an epoch (3 iterations each) is not
+    # resumed either: its iteration is not its epoch x 3.
     work_dir = tmp_path / 'mid'
     _train(cfg, '--work-dir', work_dir, '--cfg-options',
            'train_cfg.max_epochs=1')
     ckpt = read_checkpoint(str(work_dir / 'epoch_1.pth'))
+    assert ckpt['meta'].pop('exact_resume')['epoch_end'] is True
     ckpt['meta']['iter'] = 2
     torch.save(ckpt, work_dir / 'epoch_1.pth')
     message = _error(train_tool, cfg, '--work-dir', work_dir, '--resume')
-    assert 'was saved at iteration 2, inside epoch 1' in message
+    assert 'was saved at iteration 2, inside epoch 1 (3 iterations per ' \
+        'epoch in the run that saved it' in message
+
+
+class SaveEveryIterationHook(Hook):
+    """Saves ``mid_<iteration>.pth`` after every iteration, as a hook of
+    one's own that saves on its own schedule does."""
+    priority = 'NORMAL'  # before ExactResumeHook notes an epoch's end
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None,
+                         outputs=None) -> None:
+        runner.save_checkpoint(runner.work_dir, f'mid_{runner.iter + 1}.pth',
+                               by_epoch=False,
+                               backend_args=dict(backend='atomic_local'))
+
+
+HOOKS.register_module(module=SaveEveryIterationHook, force=True)
+
+
+def test_every_checkpoint_inside_an_epoch_is_refused(tmp_path, data_dir):
+    """Saved after each of the 6 iterations of 2 epochs: each is refused,
+    named by where it was saved, also the one saved after an epoch's last
+    iteration but before the epoch was counted; the epoch ends resume."""
+    cfg = _mae_epochs(tmp_path, data_dir, epochs=2)
+    with open(cfg, 'a') as f:
+        f.write("custom_hooks = [dict(type='SaveEveryIterationHook')]\n")
+    work_dir = tmp_path / 'wd'
+    _train(cfg, '--work-dir', work_dir)
+    for step in range(1, 7):
+        mid = work_dir / f'mid_{step}.pth'
+        message = _error(train_tool, cfg, '--work-dir', work_dir, '--resume',
+                         mid)
+        epoch, done = (step - 1) // 3 + 1, (step - 1) % 3 + 1
+        assert f'resume: {mid} was saved inside epoch {epoch}, after ' \
+            f'{done} of its 3 iterations (iteration {step})' in message
+    for epoch in (1, 2):
+        _train(cfg, '--work-dir', work_dir, '--resume',
+               work_dir / f'epoch_{epoch}.pth')
+        assert f'resumed epoch: {epoch}, iter: {3 * epoch}' in log_text(
+            work_dir)
+
+
+def test_resume_with_another_batch_size_continues(tmp_path, data_dir):
+    """epoch_2.pth of a run at 3 iterations per epoch resumes at 2 per
+    epoch (another batch size, or number of processes), with a warning;
+    so does a checkpoint saved without the epoch-end record."""
+    cfg = _mae_epochs(tmp_path, data_dir, epochs=2)
+    work_dir = tmp_path / 'wd'
+    _train(cfg, '--work-dir', work_dir)
+    ckpt = read_checkpoint(str(work_dir / 'epoch_2.pth'))
+    assert (ckpt['meta']['epoch'], ckpt['meta']['iter']) == (2, 6)
+    del ckpt['meta']['exact_resume']
+    torch.save(ckpt, tmp_path / 'unrecorded.pth')
+    warning = ('was saved at the end of epoch 2 by a run with other settings '
+               '(iters per epoch 3 -> 2{}): training continues with epoch '
+               '3, but does not repeat the uninterrupted run exactly')
+    for ckpt, extra in ((work_dir / 'epoch_2.pth', ', batch size 2 -> 3'),
+                        (tmp_path / 'unrecorded.pth', '')):
+        before = len(log_text(work_dir))
+        _train(cfg, '--work-dir', work_dir, '--resume', ckpt,
+               '--cfg-options', 'train_dataloader.batch_size=3',
+               'train_cfg.max_epochs=3')
+        log = log_text(work_dir)[before:]
+        assert f'{ckpt} ' + warning.format(extra) in log
+        assert 'resumed epoch: 2, iter: 6' in log
+        meta = read_checkpoint(str(work_dir / 'epoch_3.pth'))['meta']
+        assert (meta['epoch'], meta['iter']) == (3, 8)
+
+
+def test_resume_after_the_rollbacks_are_used_up(tmp_path, data_dir):
+    # lr x1e33 after iteration 4 and again after 7 (by the scheduler's
+    # count): the first blow-up rolls back to epoch_1.pth; the epochs saved
+    # after it count fewer iterations than 3 per epoch; the second stops the
+    # run, advising --resume, which continues from the newest of them.
+    cfg = _mae_epochs(tmp_path, data_dir, epochs=4)
+    with open(cfg, 'a') as f:
+        f.write("param_scheduler = [dict(type='MultiStepLR', by_epoch=False, "
+                "milestones=[4, 7], gamma=1e33)]\n")
+    work_dir = tmp_path / 'wd'
+    rollback = ['--cfg-options', 'default_hooks.finite_loss.rollbacks=1',
+                'default_hooks.finite_loss.rollback_lr_factor=1e-33']
+    message = _error(train_tool, cfg, '--work-dir', work_dir, *rollback)
+    assert re.search(r'non-finite loss at iteration \d+ \(epoch [34]\)',
+                     message) and '--resume' in message
+    assert f'Rolled back to {work_dir / "epoch_1.pth"}' in log_text(work_dir)
+    newest = max(work_dir.glob('epoch_*.pth'))
+    meta = read_checkpoint(str(newest))['meta']
+    assert meta['iter'] < 3 * meta['epoch']  # not epoch x iterations
+    _train(cfg, '--work-dir', work_dir, '--resume', *rollback)
+    log = log_text(work_dir)
+    assert f'resumed epoch: {meta["epoch"]}, iter: {meta["iter"]}' in log
+    assert f'Rolled back to {newest}' in log  # a rollback resumes it too
+    assert _finite(work_dir / 'epoch_4.pth')
 
 
 # ----------------------------------------------------------------------------

@@ -378,6 +378,26 @@ def test_shipped_configs_use_the_safe_runtime(path):
                     'SafeLoadImageFromFile'
     # Minutes, not torch's 30-minute default.
     assert 60 <= cfg.env_cfg.dist_cfg.timeout <= 900
+    _assert_exact_resume(cfg)
+
+
+def _assert_exact_resume(cfg: Config) -> None:
+    """An epoch-based training loader that a resume repeats exactly: its
+    workers start afresh each epoch (persistent workers keep their random
+    state across epochs, so a resumed run would draw other augmentations)."""
+    loop = cfg.train_cfg.get('type', 'EpochBasedTrainLoop')
+    if loop == 'IterBasedTrainLoop' or cfg.train_cfg.get('by_epoch') is False:
+        return
+    loader = cfg.train_dataloader
+    assert not loader.num_workers or loader.persistent_workers is False
+
+
+@pytest.mark.parametrize('path', sorted(
+    str(p.relative_to(REPO))
+    for p in (REPO / 'configs' / 'studies').rglob('*.py')
+    if not p.name.startswith('study_')))
+def test_study_configs_resume_exactly(path):
+    _assert_exact_resume(Config.fromfile(REPO / path))
 
 
 # ----------------------------------------------------------------------------

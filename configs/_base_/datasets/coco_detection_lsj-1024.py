@@ -34,6 +34,7 @@ test_pipeline = [
                    'scale_factor')),
 ]
 train_dataloader = dict(
+    persistent_workers=False,  # exact resume (ExactResumeHook)
     batch_sampler=None,
     collate_fn=dict(type='pseudo_collate'),
     dataset=dict(pipeline=train_pipeline))

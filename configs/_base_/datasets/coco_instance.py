@@ -8,4 +8,6 @@
 # `test_dataloader.collate_fn` as a registry key (a str), which the Runner
 # does not accept, so no value suits both.
 _base_ = ['mmdet::_base_/datasets/coco_instance.py']
-train_dataloader = dict(collate_fn=dict(type='pseudo_collate'))
+train_dataloader = dict(
+    collate_fn=dict(type='pseudo_collate'),
+    persistent_workers=False)  # exact resume (ExactResumeHook)

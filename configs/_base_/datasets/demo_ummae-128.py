@@ -27,7 +27,7 @@ train_pipeline = [
 train_dataloader = dict(
     batch_size=16,
     num_workers=1,
-    persistent_workers=True,
+    persistent_workers=False,  # exact resume (ExactResumeHook)
     pin_memory=False,
     drop_last=True,
     dataset=dict(data_root=data_root, pipeline=train_pipeline))

@@ -36,7 +36,7 @@ train_pipeline = [
 train_dataloader = dict(
     batch_size=32,
     num_workers=1,
-    persistent_workers=True,
+    persistent_workers=False,  # exact resume (ExactResumeHook)
     pin_memory=False,
     drop_last=True,
     sampler=dict(type='DefaultSampler', shuffle=True),

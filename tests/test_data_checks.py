@@ -41,3 +41,21 @@ def test_train_tool_stops_before_building_anything(tmp_path):
     assert proc.returncode != 0
     assert 'does not exist' in proc.stderr and 'make data' in proc.stderr
     assert 'Traceback' not in proc.stderr
+
+
+def test_image_folders_behind_symlinks_hold_images(tmp_path):
+    """Class folders that are links to folders elsewhere (a data set shared
+    between disks) count, as mmpretrain's CustomDataset reads them; a link
+    to a folder without images still counts as empty."""
+    real = tmp_path / 'disk2' / 'cats'
+    real.mkdir(parents=True)
+    (real / '0.JPEG').write_bytes(b'\xff\xd8\xff')
+    root = tmp_path / 'train'
+    root.mkdir()
+    (root / 'cats').symlink_to(real, target_is_directory=True)
+    cfg = dict(train_dataloader=dict(dataset=dict(
+        type='CustomDataset', data_root=str(root))))
+    check_dataset_paths(cfg)
+    (real / '0.JPEG').unlink()
+    with pytest.raises(RunError, match=f'{root} holds no images'):
+        check_dataset_paths(cfg)

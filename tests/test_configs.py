@@ -10,6 +10,7 @@ import pytest
 from mmengine.config import Config
 from mmengine.hub import get_config
 from mmengine.registry import DefaultScope
+from tool_helpers import plain_config
 
 import mmumae  # noqa: F401
 
@@ -108,21 +109,11 @@ def test_finetune_recipe(path):
     assert init.checkpoint.startswith('work_dirs/ummae_')
 
 
-def _plain(cfg):
-    """A config as plain dicts and lists, without the ``_scope_`` marks
-    mmengine puts on the outer dicts of another package's base."""
-    if isinstance(cfg, dict):
-        return {k: _plain(v) for k, v in cfg.items() if k != '_scope_'}
-    if isinstance(cfg, (list, tuple)):
-        return [_plain(v) for v in cfg]
-    return cfg
-
-
 @pytest.mark.parametrize('path', MAE, ids=_rel)
 def test_mae_baseline_is_mmpretrains_model(path):
     """The stock-MAE baseline trains mmpretrain's MAE ViT-B/16 model base
     as shipped, its init_cfg included."""
     stock = get_config('mmpretrain::_base_/models/mae_vit-base-p16.py')
     model = Config.fromfile(str(path)).model
-    assert _plain(model.to_dict()) == _plain(stock.model.to_dict())
+    assert plain_config(model.to_dict()) == plain_config(stock.model.to_dict())
     assert model.init_cfg  # the initialisation a copy once dropped

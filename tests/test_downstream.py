@@ -23,7 +23,7 @@ from mmengine.optim import build_optim_wrapper
 from mmengine.registry import DefaultScope
 from mmengine.runner import Runner, save_checkpoint
 from mmpretrain.structures import DataSample
-from tool_helpers import load_tool
+from tool_helpers import load_tool, plain_config
 
 import mmumae  # noqa: F401  (registers the backbones in mmpretrain's registry)
 from mmumae.datasets.transforms import UniformMaskGenerator
@@ -249,16 +249,6 @@ def test_in1k_ft_configs_differ_only_in_checkpoint():
 
 
 # ------------------------------------------------------------- inheritance
-def _plain(cfg):
-    """A config as plain dicts and lists, without the ``_scope_`` marks
-    mmengine puts on the outer dicts of another package's base."""
-    if isinstance(cfg, dict):
-        return {k: _plain(v) for k, v in cfg.items() if k != '_scope_'}
-    if isinstance(cfg, (list, tuple)):
-        return [_plain(v) for v in cfg]
-    return cfg
-
-
 def _drop(cfg, *paths):
     """``cfg`` (plain) without the entries at the dotted ``paths``."""
     for path in paths:
@@ -315,9 +305,9 @@ def test_paper_configs_are_openmmlabs_but_the_backbone(path):
     pipelines)."""
     family = path.name.split('_')[0]
     model_base, data_base = STOCK[family]
-    cfg = _plain(Config.fromfile(str(path)).to_dict())
-    stock_model = _plain(get_config(model_base).model.to_dict())
-    stock_data = _plain(get_config(data_base).to_dict())
+    cfg = plain_config(Config.fromfile(str(path)).to_dict())
+    stock_model = plain_config(get_config(model_base).model.to_dict())
+    stock_data = plain_config(get_config(data_base).to_dict())
 
     assert cfg['model']['backbone']['type'].startswith('mmpretrain.UM')
     changes = ('backbone', ) + MODEL_CHANGES[family]

@@ -117,3 +117,13 @@ def log_text(work_dir: Path) -> str:
     logs = sorted(work_dir.glob('*/*.log'))
     assert logs, f'no log under {work_dir}'
     return '\n'.join(p.read_text() for p in logs)
+
+
+def plain_config(cfg):
+    """A config as plain dicts and lists, without the ``_scope_`` marks
+    mmengine puts on the outer dicts of another package's base."""
+    if isinstance(cfg, dict):
+        return {k: plain_config(v) for k, v in cfg.items() if k != '_scope_'}
+    if isinstance(cfg, (list, tuple)):
+        return [plain_config(v) for v in cfg]
+    return cfg

@@ -284,8 +284,11 @@ MODEL_CHANGES = {
                 'decode_head.in_channels', 'auxiliary_head.in_channels'),
 }
 DATA_CHANGES = {
-    'mask-rcnn': ('train_dataloader.collate_fn', ),
+    # epoch-based training: no persistent workers (exact resume)
+    'mask-rcnn': ('train_dataloader.collate_fn',
+                  'train_dataloader.persistent_workers'),
     'gfl': ('train_dataloader.collate_fn', 'train_dataloader.batch_sampler',
+            'train_dataloader.persistent_workers',
             'train_dataloader.dataset.pipeline',
             'val_dataloader.dataset.pipeline',
             'test_dataloader.dataset.pipeline'),

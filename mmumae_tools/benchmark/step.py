@@ -56,14 +56,18 @@ class CfgOptionsAction(DictAction):
     ``VARIANT:KEY=VALUE`` applies to that variant only."""
 
     def __call__(self, parser, namespace, values, option_string=None):
-        options = dict(getattr(namespace, self.dest, None) or {})
-        for key, _, val in (kv.partition('=') for kv in values):
+        options, plain = dict(getattr(namespace, self.dest, None) or {}), []
+        for kv in values:
+            key, _, val = kv.partition('=')
             try:
-                options[key] = ast.literal_eval(val) if val[:1] in '{[(' \
-                    and val else DictAction._parse_iterable(val)
+                options[key] = ast.literal_eval(val)
+                if val[:1] in '{[(':
+                    continue
             except (ValueError, SyntaxError):
-                options[key] = DictAction._parse_iterable(val)
+                pass
+            plain.append(kv)  # the rest as mmengine parses it
         setattr(namespace, self.dest, options)
+        super().__call__(parser, namespace, plain, option_string)
 
 
 def load_variant(preset: str, variant: str, options: dict,

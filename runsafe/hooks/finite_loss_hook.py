@@ -10,9 +10,12 @@ from ..errors import RunError
 
 __all__ = ['FiniteLossHook']
 
+# --resume would restore the saved lr with the optimizer and schedulers
 _FIX = ('Lower the learning rate (optim_wrapper.optimizer.lr) or clip '
-        'gradients (optim_wrapper.clip_grad=dict(max_norm=...)), then '
-        '--resume from the last checkpoint.')
+        'gradients (optim_wrapper.clip_grad=dict(max_norm=...)) and start '
+        'afresh (--overwrite), or let the run go back to its last '
+        'checkpoint at a lower lr itself '
+        '(--cfg-options default_hooks.finite_loss.rollbacks=2).')
 
 
 @HOOKS.register_module()

@@ -297,8 +297,8 @@ def export_timm(src: str, dst: str, img_size: int = 224,
     resized = [k for k in out if k.endswith(TABLE)
                and out[k].shape != _table_shape(state, k)]
     print(f'{name}: {len(out)} tensors; {len(resized)} bias tables resized '
-          f'by timm to the target windows; head: '
-          f'{arch.num_classes or "none"} classes')
+          f'by timm to the target windows; head: ' +
+          (f'{arch.num_classes} classes' if arch.num_classes else 'none'))
     for note in geometry_notes(
             arch, img_size, stage_windows(window_size, len(arch.depths))):
         print('note:', note)

@@ -1,16 +1,14 @@
 """An ImageNet-layout copy of the ELPV solar-cell images (Deitsch et al.,
-Solar Energy 185, 2019): 2,624 grayscale 300x300 electroluminescence images
-of cells, each labelled with the probability that it is defective (0, 1/3,
-2/3 or 1) and its module type (mono or poly), read from the installed PyPI
-package ``elpv-dataset`` (CC-BY-NC-SA 4.0; never copied into this
-repository). :func:`prepare_elpv` writes ``{train,val,test}/<class>/*.png``
-and ``meta/`` (``{train,val,test}.txt``, ``classes.txt``, ``split.csv``,
-``summary.json``), so ``CustomDataset`` reads a split by folder or from its
-annotation file with the same labels. The split is stratified by
-(probability, type) and seeded (:func:`stratified_split`); classes are
-``0_functional`` / ``1_defective`` (p >= 0.5), or the four levels.
-"""
+Solar Energy 185, 2019; 2,624 cells labelled with a defect probability 0,
+1/3, 2/3 or 1 and a module type) from the installed PyPI package
+``elpv-dataset`` (CC-BY-NC-SA 4.0; never copied into this repository):
+``{train,val,test}/<class>/*.png`` and ``meta/``, split stratified by
+(probability, type) and seeded. :data:`MANIFEST` lists what a copy writes
+(written first), :data:`STAMP` marks it finished (written last); only the
+files of its own manifest are ever removed."""
 import csv
+import errno
+import io
 import json
 import os
 import os.path as osp
@@ -31,6 +29,9 @@ LEVELS = (0.0, 1 / 3, 2 / 3, 1.0)
 FOUR_CLASSES = ('p0_00', 'p0_33', 'p0_67', 'p1_00')
 SPLITS = ('train', 'val', 'test')
 STAMP = '.elpv-stamp'
+MANIFEST = '.elpv-manifest'
+META = ('meta/classes.txt', 'meta/split.csv', 'meta/summary.json') + tuple(
+    f'meta/{part}.txt' for part in SPLITS)
 
 Label = Tuple[str, float, str]
 
@@ -93,20 +94,47 @@ def stratified_split(rows: Sequence[Label], test_ratio: float,
     return split
 
 
-def _write_lines(path: str, lines: Sequence[str]) -> None:
-    with open(path, 'w') as f:
-        f.write('\n'.join(lines) + '\n')
+def _read_json(path: str) -> Optional[object]:
+    """The JSON in ``path``; None when it is missing or unreadable."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def _clear(out: str) -> None:
+    """Remove the stamp, then the files of the manifest (for a copy made
+    before manifests: those its ``meta/`` lists) and the folders they leave
+    empty; nothing else."""
+    own = _read_json(osp.join(out, MANIFEST))
+    if own is None and osp.isfile(osp.join(out, STAMP)):
+        own = list(META) + [
+            f'{part}/{line.split()[0]}' for part in SPLITS
+            for line in open(osp.join(out, 'meta', f'{part}.txt'))]
+    dirs = set()
+    for rel in [STAMP] + list(own or []):
+        if osp.isfile(osp.join(out, rel)) and not osp.isabs(rel) \
+                and '..' not in rel.split('/'):
+            os.remove(osp.join(out, rel))
+            dirs.update({osp.dirname(rel), osp.dirname(osp.dirname(rel))})
+    for d in sorted(dirs - {''}, key=len, reverse=True):
+        if not os.listdir(osp.join(out, d)):
+            os.rmdir(osp.join(out, d))
 
 
 def prepare_elpv(out: str = 'data/elpv', classes: str = 'binary',
                  test_ratio: float = 0.25, val_ratio: float = 0.15,
                  seed: int = 0, force: bool = False,
                  root: Optional[str] = None) -> dict:
-    """Write the ImageNet-layout copy and return its summary (also written
-    to ``meta/summary.json``); a copy with the same settings is kept.
+    """Write the copy and return its summary (also ``meta/summary.json``);
+    a finished copy with the same settings is kept, an earlier copy with
+    other settings replaced.
 
     Raises:
-        ElpvError: Bad settings, or a missing or incomplete package.
+        ElpvError: Bad settings, a missing or incomplete package, an
+            ``out`` that is a file or holds files this did not write, or a
+            failed write (read-only or full disk).
     """
     if classes not in ('binary', '4'):
         raise ElpvError(f'--classes must be "binary" or "4", not {classes!r}')
@@ -115,53 +143,77 @@ def prepare_elpv(out: str = 'data/elpv', classes: str = 'binary',
         if not 0.0 < ratio < 1.0:
             raise ElpvError(f'{name} must lie strictly between 0 and 1, '
                             f'got {ratio}')
+    if not 0 <= seed < 2**32:
+        raise ElpvError(f'--seed must be an integer from 0 to 2**32 - 1, '
+                        f'got {seed}')
+    if osp.exists(out) and not osp.isdir(out):
+        raise ElpvError(f'--out {out} is a file; name a folder for the copy')
+    stamp, meta = osp.join(out, STAMP), osp.join(out, 'meta')
+    other = osp.isdir(out) and not osp.isfile(stamp) and not osp.isfile(
+        osp.join(out, MANIFEST)) and next((osp.relpath(osp.join(d, f), out)
+                                          for d, _, files in os.walk(out)
+                                          for f in files), None)
+    if other:
+        raise ElpvError(f'{out} holds files prepare_elpv.py did not write '
+                        f'(e.g. {other}), which it would not remove; name a '
+                        f'new or empty folder with --out')
     root = root or package_root()
     rows = read_labels(root)
     names = BINARY_CLASSES if classes == 'binary' else FOUR_CLASSES
     settings = dict(classes=classes, test_ratio=test_ratio,
                     val_ratio=val_ratio, seed=seed, package=PACKAGE,
                     version=PACKAGE_VERSION, images=len(rows))
-    stamp, meta = osp.join(out, STAMP), osp.join(out, 'meta')
-    if not force and osp.isfile(stamp):
-        with open(stamp) as f:
-            if json.load(f) == settings:
-                with open(osp.join(meta, 'summary.json')) as f:
-                    return json.load(f)
+    if not force and _read_json(stamp) == settings:
+        return _read_json(osp.join(meta, 'summary.json'))
     split = stratified_split(rows, test_ratio, val_ratio, seed)
-    for sub in SPLITS + ('meta', ):
-        shutil.rmtree(osp.join(out, sub), ignore_errors=True)
-    if osp.exists(stamp):
-        os.remove(stamp)
-    os.makedirs(meta, exist_ok=True)
-    lines, counts, table = defaultdict(list), defaultdict(Counter), []
-    for path, prob, kind in rows:
-        src = osp.join(root, path)
-        if not osp.isfile(src):
-            raise ElpvError(f'{src} is listed in labels.csv but missing: '
-                            f'reinstall {PACKAGE}')
-        part = split[path]
-        label = int(prob >= 0.5) if classes == 'binary' else level_of(prob)
-        rel = f'{names[label]}/{osp.basename(path)}'
-        os.makedirs(osp.join(out, part, names[label]), exist_ok=True)
-        shutil.copyfile(src, osp.join(out, part, rel))
-        lines[part].append(f'{rel} {label}')
-        counts[part][names[label]] += 1
-        table.append((osp.basename(path), part, names[label], prob, kind))
-    for part in SPLITS:
-        _write_lines(osp.join(meta, f'{part}.txt'), sorted(lines[part]))
-    _write_lines(osp.join(meta, 'classes.txt'), names)
-    with open(osp.join(meta, 'split.csv'), 'w', newline='') as f:
-        w = csv.writer(f)
-        w.writerow(['image', 'split', 'class', 'probability', 'type'])
-        w.writerows(sorted(table))
-    test = counts['test']
-    summary = dict(
-        settings=settings, classes=list(names),
-        counts={p: {n: counts[p][n] for n in names} for p in SPLITS},
-        test_majority_accuracy=round(
-            100.0 * max(test[n] for n in names) / sum(test.values()), 2))
-    with open(osp.join(meta, 'summary.json'), 'w') as f:
-        json.dump(summary, f, indent=1)
-    with open(stamp, 'w') as f:
-        json.dump(settings, f)
+    labels = [int(p >= 0.5) if classes == 'binary' else level_of(p)
+              for _, p, _ in rows]
+    rels = [f'{names[y]}/{osp.basename(path)}'
+            for (path, _, _), y in zip(rows, labels)]
+    lines, target = defaultdict(list), out
+
+    def put(rel: str, text: str = '', src: Optional[str] = None) -> None:
+        nonlocal target  # named if the write fails
+        target = osp.join(out, rel)
+        os.makedirs(osp.dirname(target), exist_ok=True)
+        if src:
+            shutil.copyfile(src, target)
+        else:
+            with open(target, 'w', newline='') as f:
+                f.write(text)
+
+    try:
+        _clear(out)  # the stamp first: a copy stopped half-way has none
+        put(MANIFEST, json.dumps(list(META) + [f'{split[path]}/{rel}' for (
+            path, _, _), rel in zip(rows, rels)]))
+        for (path, _, _), rel, y in zip(rows, rels, labels):
+            if not osp.isfile(osp.join(root, path)):
+                raise ElpvError(f'{osp.join(root, path)} is listed in '
+                                f'labels.csv but missing: reinstall {PACKAGE}')
+            put(f'{split[path]}/{rel}', src=osp.join(root, path))
+            lines[split[path]].append(f'{rel} {y}')
+        for part, text in [(p, sorted(lines[p])) for p in SPLITS] + [
+                ('classes', names)]:
+            put(f'meta/{part}.txt', '\n'.join(text) + '\n')
+        table = io.StringIO()
+        csv.writer(table).writerows([
+            ['image', 'split', 'class', 'probability', 'type']] + sorted(
+                (osp.basename(path), split[path], names[y], prob, kind)
+                for (path, prob, kind), y in zip(rows, labels)))
+        put('meta/split.csv', table.getvalue())
+        counts = {p: Counter(x.split('/')[0] for x in lines[p])
+                  for p in SPLITS}
+        summary = dict(
+            settings=settings, classes=list(names),
+            counts={p: {n: counts[p][n] for n in names} for p in SPLITS},
+            test_majority_accuracy=round(100.0 * max(counts['test'].values())
+                                         / len(lines['test']), 2))
+        put('meta/summary.json', json.dumps(summary, indent=1))
+        put(STAMP, json.dumps(settings))  # last: the copy is complete
+    except OSError as err:
+        full = err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+        raise ElpvError(
+            f'cannot write {target}: {err.strerror}; ' +
+            ('free some space' if full else 'make it writable') +
+            ' or name another folder with --out, and run again') from None
     return summary

@@ -1,28 +1,19 @@
 """Write an ImageNet-layout, stratified train/val/test copy of the ELPV
 solar-cell images from the installed ``elpv-dataset`` package
 (``pip install -r requirements/study.txt``); layout, split and classes:
-:mod:`mmumae_tools.elpv`.
-
-Usage::
-
-    python tools/dataset_converters/prepare_elpv.py [--out DIR]
-        [--classes {binary,4}] [--test-ratio 0.25] [--val-ratio 0.15]
-        [--seed 0] [--force]
-"""
+:mod:`mmumae_tools.elpv`."""
 import argparse
 import sys
 from typing import List, Optional
 
-from mmumae_tools.elpv import PACKAGE, ElpvError, prepare_elpv
+from mmumae_tools.elpv import ElpvError, prepare_elpv
 
 
-def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    """Parse the command line (``argv`` defaults to ``sys.argv[1:]``)."""
-    p = argparse.ArgumentParser(
-        description='Write an ImageNet-layout, stratified train/val/test '
-        'copy of the ELPV solar-cell images from the installed '
-        f'{PACKAGE} package.')
-    p.add_argument('--out', default='data/elpv')
+def main(argv: Optional[List[str]] = None) -> int:
+    """Write the copy and print its counts; 1 with an ``error:`` line."""
+    p = argparse.ArgumentParser(description=__doc__.split(';')[0])
+    p.add_argument('--out', default='data/elpv',
+                   help='a new or empty folder, or an earlier copy')
     p.add_argument('--classes', default='binary', choices=['binary', '4'],
                    help='binary: functional (p < 0.5) vs defective; '
                    '4: the four defect-probability levels')
@@ -33,12 +24,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--force', action='store_true',
                    help='rewrite even if the same split is already there')
-    return p.parse_args(argv)
-
-
-def main(argv: Optional[List[str]] = None) -> int:
-    """Write the copy and print its counts; 1 with an ``error:`` line."""
-    args = parse_args(argv)
+    args = p.parse_args(argv)
     try:
         summary = prepare_elpv(args.out, args.classes, args.test_ratio,
                                args.val_ratio, args.seed, args.force)

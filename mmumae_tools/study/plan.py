@@ -1,13 +1,18 @@
 """A study config (an mmengine config file; its keys:
 ``configs/studies/elpv/README.md``) -> the runs to do, in dependency
 order."""
+import difflib
 import hashlib
 import json
+import os
 import os.path as osp
 from typing import Dict, List, Optional
 
 from mmengine.config import Config
 
+from mmumae_tools.elpv import MANIFEST, STAMP
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 EVALUATIONS = ('finetune', 'knn', 'linear')
 ARM_KEYS = {
     'name', 'pretrain', 'pretrain_epochs', 'pretrain_options',
@@ -19,6 +24,8 @@ DEFAULTS = dict(pretrain={}, seeds=[0], pretrain_epochs=50, finetune_epochs=15,
 #: Study keys an arm may set for itself (filled in from the study's).
 ARM_DEFAULTS = ('seeds', 'pretrain_epochs', 'finetune_epochs', 'lr_grid',
                 'evaluations', 'lr_select_seeds')
+STUDY_KEYS = set(DEFAULTS) | set(ARM_DEFAULTS) | {
+    'data_root', 'data_hint', 'work_dir', 'runs_dir', 'finetune', 'arms'}
 
 
 class StudyError(ValueError):
@@ -55,14 +62,26 @@ def load_study(path: str, data_root: Optional[str] = None,
                work_dir: Optional[str] = None,
                seeds: Optional[List[int]] = None) -> Config:
     """Read and check a study config; fill in the defaults, the arms'
-    included (:data:`ARM_DEFAULTS`).
+    included (:data:`ARM_DEFAULTS`), and the data's fingerprint; its runs
+    go to ``<runs_dir>/data-<fingerprint>``.
 
     Raises:
-        StudyError: A missing file, key or data split, or a bad arm.
+        StudyError: A missing file, key, config, data split or finished
+            data copy, an unknown key, or a bad arm.
     """
     if not osp.isfile(path):
         raise StudyError(f'study config not found: {path}')
-    cfg = Config.fromfile(path)
+    try:
+        cfg = Config.fromfile(path)
+    except Exception as err:  # whatever the config's Python raises
+        raise StudyError(f'{path}: {type(err).__name__}: {err}'.splitlines(
+        )[0]) from None
+    for key in sorted(k for k in cfg if k not in STUDY_KEYS
+                      and not k.startswith('_')):
+        near = difflib.get_close_matches(key, STUDY_KEYS, 1)
+        raise StudyError(f'{path}: unknown key {key!r}' + (
+            f'; did you mean {near[0]!r}?' if near else
+            f'; known keys: {sorted(STUDY_KEYS)}'))
     cfg.study_name = osp.splitext(osp.basename(path))[0]
     for key, value in (('data_root', data_root), ('work_dir', work_dir),
                        ('seeds', seeds and list(seeds))):
@@ -76,18 +95,54 @@ def load_study(path: str, data_root: Optional[str] = None,
     for key, value in DEFAULTS.items():
         cfg.setdefault(key, value)
     cfg.setdefault('lr_select_seeds', cfg.seeds[:1])
+    for what, config in [('finetune', cfg.finetune)] + [
+            (f'pretrain[{k!r}]', v) for k, v in cfg.pretrain.items()]:
+        if not osp.isfile(resolve_config(config)):
+            raise StudyError(f'{path}: {what} names {config}, which does '
+                             f'not exist (a relative path is read from the '
+                             f'current folder, else the repository)')
     for part in ('train', 'val', 'test'):
         if not osp.isdir(osp.join(cfg.data_root, part)):
             hint = cfg.get('data_hint', 'give --data-root an ImageNet-'
                            'layout folder with train/, val/ and test/')
             raise StudyError(f'{osp.join(cfg.data_root, part)} is missing: '
                              f'{hint}')
+    if osp.isfile(osp.join(cfg.data_root, MANIFEST)) and not osp.isfile(
+            osp.join(cfg.data_root, STAMP)):
+        raise StudyError(f'{cfg.data_root} is an unfinished copy (its '
+                         f'converter stopped before writing {STAMP}); run '
+                         f'prepare_elpv.py --out {cfg.data_root} again')
+    cfg.data_fingerprint = data_fingerprint(cfg.data_root)
+    cfg.runs_dir = osp.join(cfg.runs_dir, f'data-{cfg.data_fingerprint}')
     names = [a.get('name') for a in cfg.arms]
     for arm in cfg.arms:
         _check_arm(cfg, arm, names, path)
         arm.update({k: arm.get(k, cfg[k]) for k in ARM_DEFAULTS},
                    label_fraction=arm.get('label_fraction', 1.0))
     return cfg
+
+
+def resolve_config(path: str) -> str:
+    """A config path as the worker reads it: from the current folder, else
+    (relative) from the repository."""
+    return path if osp.isfile(path) or osp.isabs(path) else osp.join(
+        REPO, path)
+
+
+def data_fingerprint(root: str) -> str:
+    """12 hex digits of the SHA-1 of the files under ``train/``, ``val/``
+    and ``test/`` (relative paths; the classes are folders) and the
+    converter's stamp."""
+    sha = hashlib.sha1()
+    for part in ('train', 'val', 'test'):
+        for folder, dirs, files in os.walk(osp.join(root, part)):
+            dirs.sort()
+            sha.update('\n'.join(osp.relpath(osp.join(folder, f), root)
+                                 for f in sorted(files)).encode() + b'\n')
+    if osp.isfile(osp.join(root, STAMP)):
+        with open(osp.join(root, STAMP), 'rb') as f:
+            sha.update(f.read())
+    return sha.hexdigest()[:12]
 
 
 def _check_arm(cfg: Config, arm: dict, names: List[str], path: str) -> None:

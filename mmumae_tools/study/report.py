@@ -7,6 +7,7 @@ import json
 import os
 import os.path as osp
 import statistics
+import sys
 from typing import Dict, List, Optional
 
 from mmengine.config import Config
@@ -20,13 +21,27 @@ COLUMNS = ['arm', 'seed', 'pretrain', 'pretrain_wall_s', 'lr', 'val_acc'] + [
     for k in ('acc', 'bal_acc', 'f1')] + ['finetune_wall_s']
 
 
+_CORRUPT = set()  # result files already reported
+
+
 def read_result(runs_dir: str, name: str) -> Optional[dict]:
-    """The ``result.json`` of a finished run, else None."""
+    """The ``result.json`` of a finished run, else None; a corrupt one is
+    reported (once) and counts as not done, so the run is done again."""
     path = osp.join(runs_dir, name, 'result.json')
-    if not osp.isfile(path):
+    try:
+        with open(path) as f:
+            res = json.load(f)
+    except FileNotFoundError:
         return None
-    with open(path) as f:
-        return json.load(f)
+    except (OSError, ValueError) as err:  # cut short, or not JSON
+        res = err
+    if isinstance(res, dict) and 'wall_s' in res:
+        return res
+    if path not in _CORRUPT:
+        _CORRUPT.add(path)
+        print(f'[study] {path} is corrupt ({str(res)[:80]}); the run counts '
+              f'as not done and is run again', file=sys.stderr)
+    return None
 
 
 def selection_accs(cfg: Config, arm: dict,
@@ -137,8 +152,10 @@ def markdown(cfg: Config, rows: List[dict], chosen: Dict[str, float],
     maj = majority(cfg.data_root)
     lines = [f'# Study {cfg.study_name}', ''] + ([header, ''] if header
                                                  else [])
-    lines += [f'Data: `{cfg.data_root}`; test-split majority class: '
-              + (f'{maj:.2f}%' if maj is not None else '—') + '. '
+    lines += [f'Data: `{cfg.data_root}` (fingerprint '
+              f'{cfg.data_fingerprint}: every run below was made on it); '
+              'test-split majority class: ' + (
+                  f'{maj:.2f}%' if maj is not None else '—') + '. '
               'Mean ± sample std over the seeds that finished (n).', '']
     lines += _eval_tables(cfg, rows)
     lines += ['## Fine-tuning lr chosen on the validation split', '',

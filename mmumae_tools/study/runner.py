@@ -2,10 +2,12 @@
 :mod:`~mmumae_tools.study.worker` in its own process and work dir, an ETA
 from the runs done so far, and the report after every run."""
 import argparse
+import ctypes
 import json
 import os
 import os.path as osp
 import platform
+import signal
 import subprocess
 import sys
 import time
@@ -58,12 +60,23 @@ class Eta:
                 if known else 'after the first run of each kind')
 
 
+def _die_with(parent: int) -> None:
+    """In a new worker: be killed when the runner ``parent`` ends, however
+    it ends (Linux's parent-death signal)."""
+    prctl = getattr(ctypes.CDLL(None), 'prctl', None)
+    if prctl is not None:
+        prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the runner ended before prctl
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def start_run(cfg: Config, run: Run) -> subprocess.Popen:
-    """Write the run's ``run.json`` and start its worker process, its
-    output appended to ``run.log``."""
+    """Write the run's ``run.json`` and start its worker process (which
+    dies with the runner), its output appended to ``run.log``."""
     work_dir = osp.abspath(osp.join(cfg.runs_dir, run.name))
     os.makedirs(work_dir, exist_ok=True)
-    payload = dict(run, work_dir=work_dir)
+    payload = dict(run, work_dir=work_dir,
+                   data_fingerprint=cfg.data_fingerprint)
     if run.get('pretrain'):
         payload['pretrain_checkpoint'] = read_result(
             cfg.runs_dir, run['pretrain'])['checkpoint']
@@ -75,7 +88,8 @@ def start_run(cfg: Config, run: Run) -> subprocess.Popen:
     log.flush()
     return subprocess.Popen(
         [sys.executable, '-m', 'mmumae_tools.study.worker', spec],
-        stdout=log, stderr=subprocess.STDOUT)
+        stdout=log, stderr=subprocess.STDOUT,
+        preexec_fn=lambda parent=os.getpid(): _die_with(parent))
 
 
 def summary_line(res: dict) -> str:
@@ -151,9 +165,11 @@ def run_study(args: argparse.Namespace) -> int:
         if rc != 0 or res is None:
             log = osp.join(cfg.runs_dir, run.name, 'run.log')
             with open(log) as f:
-                tail = ''.join(f.readlines()[-15:])
-            print(f'[study] {run.name} failed (exit {rc}); last lines of '
-                  f'{log}:\n{tail}', file=sys.stderr, flush=True)
+                tail = f.readlines()[-15:]
+            print(f'[study] {run.name} failed (exit {rc}): ' + (
+                tail[-1].rstrip() if tail and tail[-1].startswith('error: ')
+                else f'last lines of {log}:\n' + ''.join(tail).rstrip()),
+                file=sys.stderr, flush=True)
             failed.add(run.name)
             if not args.keep_going:
                 report(cfg, args)

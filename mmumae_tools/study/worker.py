@@ -21,8 +21,9 @@ from mmengine.runner import Runner, set_random_seed
 
 from runsafe import RunError, error_line
 from .features import evaluate_frozen, extract
+from .plan import data_fingerprint, resolve_config
+from .report import read_result
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CKPT_SUFFIX = '.pth'
 AS_WRITTEN = 'as written'
 METRICS = {'accuracy/top1': 'acc', 'single-label/recall': 'bal_acc',
@@ -59,6 +60,12 @@ def label_subset(cfg: Config, fraction: float, seed: int) -> None:
         keep = max(1, int(round(len(files) * fraction)))
         lines += [f'{name}/{files[i]} {label}'
                   for i in sorted(rng.permutation(len(files))[:keep])]
+    batch = cfg.train_dataloader.batch_size
+    if len(lines) < batch:
+        raise RunError(f'label_fraction {fraction} leaves {len(lines)} '
+                       f'training images, fewer than one batch ({batch}): '
+                       f'raise label_fraction, or lower the batch size '
+                       f'(finetune_options train_dataloader.batch_size)')
     os.makedirs(cfg.work_dir, exist_ok=True)
     ds.ann_file = osp.abspath(osp.join(cfg.work_dir, 'train_subset.txt'))
     with open(ds.ann_file, 'w') as f:
@@ -76,9 +83,7 @@ def study_config(config: str, work_dir: str, data_root: Optional[str] = None,
     ``options``, then the study's data root, seed, epochs, lr, label subset
     and backbone checkpoint (None: random init; :data:`AS_WRITTEN`: the
     config's own)."""
-    if not osp.isfile(config) and not osp.isabs(config):
-        config = osp.join(REPO, config)
-    cfg = Config.fromfile(config)
+    cfg = Config.fromfile(resolve_config(config))
     if options:
         cfg.merge_from_dict(options)
     cfg.work_dir = work_dir
@@ -192,21 +197,29 @@ def main(path: str) -> int:
     lock = os.open(osp.join(run['work_dir'], 'study.lock'),
                    os.O_RDWR | os.O_CREAT, 0o644)
     fcntl.lockf(lock, fcntl.LOCK_EX)
-    if osp.isfile(osp.join(run['work_dir'], 'result.json')):
+    if read_result(*osp.split(run['work_dir'])) is not None:
         print(f'{run["name"]}: finished by another study process')
         return 0
     torch.set_num_threads(int(os.environ.get('STUDY_THREADS', '0'))
                           or torch.get_num_threads())
+    data = dict(data_root=run.get('data_root'),
+                data_fingerprint=run.get('data_fingerprint'))
     try:
+        if data['data_fingerprint'] not in (
+                None, data_fingerprint(data['data_root'])):
+            raise RunError(f'the data in {data["data_root"]} changed since '
+                           f'the study planned this run; run the study again')
         result = (run_frozen if run['kind'] == 'frozen' else
                   run_training)(run)
     except RunError as err:
         print(f'error: {error_line(err)}', file=sys.stderr)
         return 1
-    result.update(kind=run['kind'], name=run['name'], seed=run['seed'])
+    result.update(data, kind=run['kind'], name=run['name'], seed=run['seed'])
     tmp = osp.join(run['work_dir'], 'result.json.tmp')
-    with open(tmp, 'w') as f:
+    with open(tmp, 'w') as f:  # complete or absent: written, then renamed
         json.dump(result, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, osp.join(run['work_dir'], 'result.json'))
     return 0
 

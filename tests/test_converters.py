@@ -508,3 +508,57 @@ def test_official_finetuned_other_class_count(tmp_path, monkeypatch,
                     monkeypatch, capsys)
     assert 'head has 10 classes, not the 1000' in err
     assert not dst.exists()
+
+
+# --------------------------------------------------- the stock-Swin layout
+STOCK_DEMO = REPO / 'configs' / 'ummae' / 'ummae_stock-swin-mini_demo.py'
+
+
+@pytest.fixture(scope='module')
+def stock_ckpt(tmp_path_factory) -> Tuple[str, Dict[str, torch.Tensor]]:
+    """A UMStockSwinTransformer demo checkpoint, every tensor off its
+    init, and the stock config of a four-output (detector-like) Swin."""
+    cfg = Config.fromfile(STOCK_DEMO)
+    model = build(cfg)
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for v in model.state_dict().values():
+            if v.is_floating_point():
+                v.add_(0.05 * torch.randn(v.shape, generator=gen))
+    folder = tmp_path_factory.mktemp('stock')
+    (folder / 'four_outputs.py').write_text(
+        "default_scope = 'mmpretrain'\nmodel = dict(backbone=dict("
+        f"type='SwinTransformer', arch={dict(cfg.model.backbone.arch)!r}, "
+        "img_size=128, window_size=8, out_indices=(0, 1, 2, 3)))\n")
+    return (save_mmengine(model, cfg, folder / 'pre.pth'),
+            model.state_dict())
+
+
+def test_stock_layout_new_output_norms_at_layernorm_init(stock_ckpt, tmp_path):
+    """Output norms the pre-training never had (norm0-norm2 of a
+    four-output backbone) are written as LayerNorm initialises them
+    (weight 1, bias 0); the one it had (norm3) is the pre-trained one."""
+    src, state = stock_ckpt
+    out = tmp_path / 'stock.pth'
+    to_backbone.convert(src, str(out), stock_config=str(
+        Path(src).parent / 'four_outputs.py'))
+    saved = torch.load(out, weights_only=True)['state_dict']
+    for i in range(3):
+        assert torch.equal(saved[f'backbone.norm{i}.weight'],
+                           torch.ones_like(saved[f'backbone.norm{i}.weight']))
+        assert not saved[f'backbone.norm{i}.bias'].any()
+    for key in ('backbone.norm3.weight', 'backbone.norm3.bias'):
+        assert torch.equal(saved[key], state[key])
+
+
+def test_missing_stock_config_is_refused(stock_ckpt, tmp_path, monkeypatch,
+                                         capsys):
+    """--stock-config naming no config answers one 'refused:' line."""
+    src, _ = stock_ckpt
+    out = tmp_path / 'out.pth'
+    for config in (tmp_path / 'nope.py', 'mmdet::swin/nope.py'):
+        err = _run_main(backbone_cli, [src, out, '--stock-config', config],
+                        monkeypatch, capsys)
+        assert err.startswith(f'refused: --stock-config {config}: no such '
+                              'config'), err
+        assert not out.exists()

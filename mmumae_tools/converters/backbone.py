@@ -43,7 +43,14 @@ def stock_backbone(config: str) -> torch.nn.Module:
     """The backbone of a stock config (``mmdet::...``, ``mmseg::...``,
     ``mmpretrain::...`` or a file), built in its scope."""
     from mmengine.hub import get_config
-    cfg = get_config(config) if '::' in config else Config.fromfile(config)
+    try:
+        cfg = get_config(config) if '::' in config else Config.fromfile(
+            config)
+    except (OSError, ValueError, ImportError) as err:
+        raise ConversionError(
+            f'--stock-config {config}: no such config ({err}); name a config '
+            f'file or a stock one, e.g. mmdet::swin/mask-rcnn_swin-t-p4-w7_'
+            f'fpn_1x_coco.py') from None
     return build_backbone(cfg, config)
 
 
@@ -129,6 +136,7 @@ def convert(src: str, dst: str, config: Optional[str] = None,
     with ``window_size``, of mmpretrain's own Swin at that window.
     """
     check_paths(src, dst)
+    stock = stock_backbone(stock_config) if stock_config else None
     ckpt = load_checkpoint_file(src)
     state = backbone_state(ckpt, src)
     meta = dict(ckpt.get('meta') or {})
@@ -149,9 +157,8 @@ def convert(src: str, dst: str, config: Optional[str] = None,
         check_keys(shapes_of(state), expected,
                    f'{type(backbone).__name__} backbone')
         if stock_config or window_size:
-            state = to_stock(state, backbone, stock_backbone(stock_config)
-                             if stock_config else
-                             window_backbone(backbone, window_size))
+            state = to_stock(state, backbone, window_backbone(
+                backbone, window_size) if stock is None else stock)
             meta.update(dict(stock_config=stock_config) if stock_config
                         else dict(window_size=window_size))
     meta.update(converted_from=osp.abspath(src),

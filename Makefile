@@ -3,7 +3,7 @@
 #   make setup   .venv/ with torch, mmcv (with ops) and OpenMMLab (tools/setup_env.sh)
 #   make data    + deterministic demo data in data/demo (a few seconds, once)
 #   make demo    + tools/run_demo.sh
-#   make lint    flake8 over the package, tools, tests and configs (setup.cfg)
+#   make lint    flake8 over the packages, tools, tests and configs (setup.cfg)
 #   make test    + lint, then the test suite; fails on a lint error, on any
 #                failed test and when no test ran
 #   make study-data   + the ELPV copy in data/elpv (tools/dataset_converters/prepare_elpv.py)
@@ -47,7 +47,7 @@ study-quick: study-data
 # pytest exits 5 when it collected no test; make fails on any non-zero exit,
 # so "no test ran" fails like a failed test does.
 lint: setup
-	$(PY) -m flake8 mmumae tools tests configs setup.py
+	$(PY) -m flake8 mmumae runsafe mmumae_tools tools tests configs setup.py
 
 test: data lint
 	$(PY) -m pytest tests $(PYTEST_ARGS)

@@ -187,16 +187,12 @@ def markdown(cfg: Config, rows: List[dict], chosen: Dict[str, float],
         '(training and evaluation; process start-up excluded).', ''])
 
 
-def plot(rows: List[dict], path: str) -> bool:
+def plot(rows: List[dict], path: str) -> None:
     """Fine-tuned test accuracy against pre-training minutes, a colour per
-    arm; False when matplotlib is missing."""
-    try:
-        import matplotlib
-        matplotlib.use('Agg')
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return False
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    arm (matplotlib without pyplot: no display needed)."""
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(6, 4), dpi=120)
+    ax = fig.subplots()
     for i, arm in enumerate(dict.fromkeys(row['arm'] for row in rows)):
         pts = [(r['pretrain_wall_s'] / 60, r['test_acc']) for r in rows
                if r['arm'] == arm and r.get('test_acc') is not None
@@ -210,8 +206,6 @@ def plot(rows: List[dict], path: str) -> bool:
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
-    return True
 
 
 def write_report(cfg: Config, chosen: Dict[str, float],

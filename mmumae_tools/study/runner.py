@@ -26,38 +26,24 @@ def fmt_time(seconds: float) -> str:
     return f'{h}h{rest // 60:02d}m' if h else f'{rest // 60}m{rest % 60:02d}s'
 
 
-class Eta:
-    """Seconds per unit of work (an epoch, weighted by the label fraction,
-    or a frozen evaluation) of each kind of run and config, learnt from the
-    finished runs."""
+def _cost(run: Run) -> Tuple[str, float]:
+    """The run's kind and config (runs with equal ones cost about the same
+    per unit of work) and its units: epochs times the label fraction, or 1
+    for a frozen evaluation."""
+    return f'{run["kind"]}:{run["config"]}', 1.0 if run['kind'] == \
+        'frozen' else float(run['epochs']) * run.get('label_fraction', 1.0)
 
-    def __init__(self) -> None:
-        self.per_unit: Dict[str, List[float]] = defaultdict(list)
 
-    @staticmethod
-    def key(run: Run) -> str:
-        """Runs that cost about the same per unit share a key."""
-        return f'{run["kind"]}:{run["config"]}'
-
-    @staticmethod
-    def units(run: Run) -> float:
-        """The run's units of work."""
-        return 1.0 if run['kind'] == 'frozen' else float(
-            run['epochs']) * run.get('label_fraction', 1.0)
-
-    def add(self, run: Run, seconds: float) -> None:
-        """Learn from a finished run."""
-        self.per_unit[self.key(run)].append(seconds / self.units(run))
-
-    def text(self, runs: List[Run]) -> str:
-        """The time the ``runs`` will take, as far as it is known."""
-        rates = [self.per_unit.get(self.key(r)) for r in runs]
-        known = sum(sum(r) / len(r) * self.units(run)
-                    for r, run in zip(rates, runs) if r)
-        unknown = rates.count(None)
-        return (fmt_time(known) if not unknown else
-                f'{fmt_time(known)} + {unknown} run(s) not yet timed'
-                if known else 'after the first run of each kind')
+def eta(rates: Dict[str, List[float]], runs: List[Run]) -> str:
+    """The time ``runs`` will take at the seconds per unit ``rates`` learnt
+    from the finished runs, as far as it is known."""
+    costs = [_cost(r) for r in runs]
+    known = sum(sum(rates[k]) / len(rates[k]) * units for k, units in costs
+                if rates.get(k))
+    unknown = sum(not rates.get(k) for k, _ in costs)
+    return (fmt_time(known) if not unknown else
+            f'{fmt_time(known)} + {unknown} run(s) not yet timed'
+            if known else 'after the first run of each kind')
 
 
 def _die_with(parent: int) -> None:
@@ -90,15 +76,6 @@ def start_run(cfg: Config, run: Run) -> subprocess.Popen:
         [sys.executable, '-m', 'mmumae_tools.study.worker', spec],
         stdout=log, stderr=subprocess.STDOUT,
         preexec_fn=lambda parent=os.getpid(): _die_with(parent))
-
-
-def summary_line(res: dict) -> str:
-    """The headline numbers of a run's result."""
-    keys = [('test_acc', 'test acc'), ('val_acc', 'val acc'),
-            ('knn_test_acc', 'kNN test acc'),
-            ('linear_test_acc', 'linear test acc'), ('final_loss', 'loss')]
-    return ', '.join(f'{label} {res[k]:.4g}' for k, label in keys
-                     if res.get(k) is not None)
 
 
 def plan(cfg: Config) -> Tuple[Dict[str, float], List[Run]]:
@@ -134,15 +111,16 @@ def run_study(args: argparse.Namespace) -> int:
         return 1
     cfg.data_root = osp.abspath(cfg.data_root)
     os.makedirs(cfg.runs_dir, exist_ok=True)
-    eta, failed, t0 = Eta(), set(), time.time()
+    rates, failed, t0 = defaultdict(list), set(), time.time()
     while True:
         _, runs = plan(cfg)
         done = {r.name: read_result(cfg.runs_dir, r.name) for r in runs}
         pending = [r for r in runs if r.name not in failed
                    and done[r.name] is None]
         for r in runs:
-            if done[r.name] is not None and Eta.key(r) not in eta.per_unit:
-                eta.add(r, done[r.name]['wall_s'])
+            key, units = _cost(r)
+            if done[r.name] is not None and key not in rates:
+                rates[key].append(done[r.name]['wall_s'] / units)
         if args.dry_run:
             for r in runs:
                 print(f'{"done" if done[r.name] else "to do":6s} {r.name}')
@@ -158,7 +136,7 @@ def run_study(args: argparse.Namespace) -> int:
             continue
         print(f'[study {time.strftime("%H:%M:%S")}] run '
               f'{len(runs) - len(pending) + 1}/{len(runs)}: {run.name} '
-              f'({run["kind"]}); ETA {eta.text(pending)}', flush=True)
+              f'({run["kind"]}); ETA {eta(rates, pending)}', flush=True)
         start = time.time()
         rc = start_run(cfg, run).wait()
         res = read_result(cfg.runs_dir, run.name)
@@ -175,9 +153,11 @@ def run_study(args: argparse.Namespace) -> int:
                 report(cfg, args)
                 return 1
             continue
-        eta.add(run, res['wall_s'])
+        rates[_cost(run)[0]].append(res['wall_s'] / _cost(run)[1])
         print(f'[study] {run.name} done in {fmt_time(time.time() - start)}'
-              f': {summary_line(res)}', flush=True)
+              ': ' + ', '.join(f'{k} {res[k]:.4g}' for k in (
+                  'test_acc', 'val_acc', 'knn_test_acc', 'linear_test_acc',
+                  'final_loss') if res.get(k) is not None), flush=True)
         report(cfg, args)
     report(cfg, args)
     print(f'[study] results: {osp.join(cfg.work_dir, "results.md")} '

@@ -83,7 +83,9 @@ def _random_view(rng: np.random.Generator, img: np.ndarray, height: int,
 
 
 def _write(path: str, img) -> None:
-    """A JPEG of an RGB image, a PNG of a label map, or text lines."""
+    """A JPEG of an RGB image, a PNG of a label map, or text lines; the
+    folder made."""
+    os.makedirs(osp.dirname(path), exist_ok=True)
     if isinstance(img, (list, tuple)):
         with open(path, 'w') as f:
             f.write('\n'.join(img) + '\n')
@@ -97,13 +99,11 @@ def _write(path: str, img) -> None:
 
 def _make_imagenet(root: str) -> str:
     rng = np.random.default_rng([SEED, 0])
-    os.makedirs(osp.join(root, 'meta'), exist_ok=True)
     _write(osp.join(root, 'meta', 'classes.txt'), IMAGENET_CLASSES)
     counts = []
     for split, per_class in IMAGENET_PER_CLASS.items():
         lines = []
         for label, name in enumerate(IMAGENET_CLASSES):
-            os.makedirs(osp.join(root, split, name), exist_ok=True)
             for i in range(per_class):
                 rel = f'{name}/{name}_{split}_{i:04d}.JPEG'
                 _write(osp.join(root, split, rel), _random_view(
@@ -187,7 +187,6 @@ def _make_coco(root: str) -> str:
                   for i, name in enumerate(COCO_CLASSES)]
     lines = []
     for split in COCO_SPLITS:
-        os.makedirs(osp.join(root, split), exist_ok=True)
         images, annotations = [], []
         for img in coco_layout(split):
             _write(osp.join(root, split, img['file_name']), img['image'])
@@ -251,8 +250,6 @@ def ade_layout(split: str, seed: int = SEED) -> List[dict]:
 def _make_ade(root: str) -> str:
     lines = []
     for split in ADE_SPLITS:
-        for sub in ('images', 'annotations'):
-            os.makedirs(osp.join(root, sub, split), exist_ok=True)
         samples = ade_layout(split)
         for s in samples:
             _write(osp.join(root, 'images', split, s['name'] + '.jpg'),

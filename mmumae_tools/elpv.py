@@ -14,6 +14,7 @@ import os
 import os.path as osp
 import shutil
 from collections import Counter, defaultdict
+from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -110,8 +111,8 @@ def _clear(out: str) -> None:
     own = _read_json(osp.join(out, MANIFEST))
     if own is None and osp.isfile(osp.join(out, STAMP)):
         own = list(META) + [
-            f'{part}/{line.split()[0]}' for part in SPLITS
-            for line in open(osp.join(out, 'meta', f'{part}.txt'))]
+            f'{part}/{line.split()[0]}' for part in SPLITS for line in Path(
+                out, 'meta', f'{part}.txt').read_text().splitlines() if line]
     dirs = set()
     for rel in [STAMP] + list(own or []):
         if osp.isfile(osp.join(out, rel)) and not osp.isabs(rel) \

@@ -563,11 +563,11 @@ def test_label_fraction_below_one_batch_is_one_line(elpv, tmp_path, capsys):
         options={'train_dataloader.batch_size': 8},
         data_fingerprint=data_fingerprint(data))))
     assert worker.main(str(spec)) == 1
-    err = capsys.readouterr().err
-    assert err == ('error: label_fraction 0.5 leaves 6 training images, '
-                   'fewer than one batch (8): raise label_fraction, or lower '
-                   'the batch size (finetune_options '
-                   'train_dataloader.batch_size)\n')
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1] == ('error: label_fraction 0.5 leaves 6 training images, '
+                       'fewer than one batch (8): raise label_fraction, or '
+                       'lower the batch size (finetune_options '
+                       'train_dataloader.batch_size)')
     assert not (tmp_path / 'result.json').exists()
 
 

@@ -8,7 +8,6 @@ import os
 import os.path as osp
 import shutil
 import sys
-import tempfile
 from collections import Counter
 from typing import Callable, Dict, Iterable, Tuple
 
@@ -117,13 +116,9 @@ def save_checkpoint_file(state: Dict[str, torch.Tensor], meta: dict,
     if not osp.isdir(folder):
         raise ConversionError(f'cannot write {path}: the directory {folder} '
                               f'does not exist; create it first.')
-    fd, tmp = tempfile.mkstemp(
-        dir=folder, prefix=f'.{osp.basename(path)}.', suffix='.tmp')
-    umask = os.umask(0)
-    os.umask(umask)
+    tmp = osp.join(folder, f'.{osp.basename(path)}.{os.getpid()}.tmp')
     try:
-        os.chmod(tmp, 0o666 & ~umask)  # as a plain open() would create it
-        with os.fdopen(fd, 'wb') as f:
+        with open(tmp, 'wb') as f:
             torch.save(dict(meta=meta, state_dict=state), f)
             f.flush()
             os.fsync(f.fileno())

@@ -16,6 +16,12 @@ _FIX = ('Lower the learning rate (optim_wrapper.optimizer.lr) or clip '
         'afresh (--overwrite), or let the run go back to its last '
         'checkpoint at a lower lr itself '
         '(--cfg-options default_hooks.finite_loss.rollbacks=2).')
+# the rollbacks lowered the lr that the later checkpoints saved
+_FIX_AFTER_ROLLBACKS = (
+    'The rollbacks are used up; the checkpoints saved since carry the lr '
+    'they lowered: --resume with more rollbacks (--cfg-options '
+    'default_hooks.finite_loss.rollbacks=2) continues from the newest, or '
+    'lower the learning rate and start afresh (--overwrite).')
 
 
 @HOOKS.register_module()
@@ -65,6 +71,7 @@ class FiniteLossHook(Hook):
         self.rollback_lr_factor = rollback_lr_factor
         self._skipped = 0
         self._scale: Optional[float] = None
+        self._rolled_back = False
 
     def _stop_or_roll_back(self, runner, message: str) -> None:
         for path in resume_candidates(runner.work_dir) \
@@ -75,8 +82,11 @@ class FiniteLossHook(Hook):
             except RunError:
                 continue
         else:
-            raise RunError(message + ' ' + _FIX)
+            used_up = self._rolled_back and self.rollbacks == 0
+            raise RunError(message + ' ' + (
+                _FIX_AFTER_ROLLBACKS if used_up else _FIX))
         self.rollbacks -= 1
+        self._rolled_back = True
         self._skipped, self._scale = 0, None
         runner.resume(path)
         factor = self.rollback_lr_factor

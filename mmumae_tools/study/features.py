@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from mmpretrain.evaluation import Accuracy, SingleLabelMetric
 
-KNN_K = 20
-KNN_T = 0.07
+from mmumae.engine.hooks import knn_predict  # the pre-training probe's
+
 PROBE_WEIGHT_DECAYS = (1e-4, 1e-3, 1e-2, 1e-1)
 
 
@@ -37,16 +37,6 @@ def scores(pred: torch.Tensor, target: torch.Tensor,
     _, recall, f1, _ = SingleLabelMetric.calculate(
         pred, target, average='macro', num_classes=num_classes)
     return dict(acc=float(acc), bal_acc=float(recall), f1=float(f1))
-
-
-def knn_predict(train: torch.Tensor, train_labels: torch.Tensor,
-                query: torch.Tensor, num_classes: int, k: int = KNN_K,
-                temperature: float = KNN_T) -> torch.Tensor:
-    """Class scores (N, C) of a weighted kNN on cosine similarity."""
-    sim = F.normalize(query, dim=1) @ F.normalize(train, dim=1).t()
-    top, idx = sim.topk(min(k, train.shape[0]), dim=1)
-    return torch.zeros(query.shape[0], num_classes).scatter_add_(
-        1, train_labels[idx], (top / temperature).exp())
 
 
 def fit_linear(x: torch.Tensor, y: torch.Tensor, num_classes: int,

@@ -286,3 +286,29 @@ def test_position_bias_equals_the_mlp_on_every_pair(mode):
                 step = math.gcd(2**i, model.tokens_per_patch) / 2**i
                 assert (d.abs() % step).max() < 1e-6  # off the regular grid
     assert stages == {0, 1, 2, 3}
+
+
+@pytest.mark.parametrize('family', ['swin', 'pvt'])
+def test_odd_compact_maps_are_padded_at_the_bottom_right(family):
+    """At 224 px the encoder's compact maps turn odd (7 x 7 before the last
+    downsampling: Swin's patch merging, PVT's stride-2 embedding); the
+    zeros go below and right of the map, as in the reference, so every
+    merged 2 x 2 cell starts at an even row and column of the map."""
+    model = _model(family, 224).eval()
+    backbone = model.backbone
+    convs = [m for name, m in backbone.named_modules()
+             if isinstance(m, torch.nn.Conv2d) and m.stride == (2, 2)]
+    seen = []
+    for conv in convs:
+        conv.register_forward_hook(
+            lambda m, args, out: seen.append(args[0].detach()))
+    mask, sm = _masks(1, 224)
+    with torch.no_grad():
+        backbone(torch.randn(1, 3, 224, 224), mask, sm)
+    padded = [x for x in seen if x.shape[-2:] == (8, 8)]
+    assert padded, [tuple(x.shape) for x in seen]
+    for x in padded:
+        assert x[..., 7, :].abs().sum() == 0  # the added bottom row
+        assert x[..., :, 7].abs().sum() == 0  # the added right column
+        assert x[..., :7, :7].abs().amin(dim=(-2, -1)).gt(0).any()
+        assert x[..., 0, :7].abs().sum() > 0 and x[..., :7, 0].abs().sum() > 0

@@ -170,6 +170,33 @@ def test_um_mode_refusals():
         UMStockSwinTransformer(arch=SMALL, use_abs_pos_embed=True)
 
 
+def test_sm_tokens_are_the_mask_token_before_the_patch_norm():
+    """Secondary-masked tokens are replaced by ``mask_token`` right after
+    the patch projection, before the patch-embedding norm (as the
+    reference does): the norm sees the mask token there and the projected
+    patch everywhere else."""
+    model = UMStockSwinTransformer(arch=SMALL, img_size=128)
+    model.eval()  # mmpretrain's Swin.train() returns None
+    randomise(model)
+    with torch.no_grad():
+        model.mask_token.normal_()
+    seen = {}
+    model.patch_embed.norm.register_forward_hook(
+        lambda m, args, out: seen.setdefault('x', args[0].detach()))
+    mask, sm = masks(2, 128)
+    x = torch.randn(2, 3, 128, 128)
+    with torch.no_grad():
+        model(x, mask, sm)
+        c = model.compact_input(x, mask, sm)
+        proj = model.patch_embed.projection(c.image).permute(0, 2, 3, 1)
+    inp, sm_tok = seen['x'], c.sm_tokens
+    assert inp.shape == proj.shape and sm_tok.any() and (~sm_tok).any()
+    torch.testing.assert_close(
+        inp[sm_tok], model.mask_token.reshape(1, -1).expand(
+            int(sm_tok.sum()), -1))
+    torch.testing.assert_close(inp[~sm_tok], proj[~sm_tok])
+
+
 def test_um_training_step_loss_falls():
     """The demo config's UMMAE on a fixed batch: the loss falls over a few
     AdamW steps and every part of the stock Swin gets a gradient."""

@@ -39,6 +39,11 @@ PRESETS: Dict[str, Dict[str, Tuple[str, dict]]] = {
     'pvt-s': dict(
         ummae=(_cfg('ummae_pvt-small_8xb512-amp-coslr-200e'), {}),
         simmim=(_cfg('simmim_pvt-small_8xb64-accum8-amp-coslr-200e'), {})),
+    # the ELPV study's miniatures (128 px, batch 32; docs/study.md)
+    **{f'{net}-mini': dict(
+        ummae=(f'configs/studies/elpv/ummae_{net}-mini_elpv-128px.py', {}),
+        simmim=(f'configs/studies/elpv/simmim_{net}-mini_elpv-128px.py', {}))
+       for net in ('swin', 'pvt')},
     'vit-b': dict(
         ummae=(_cfg('ummae_vit-base-p16_8xb512-amp-coslr-200e', 224), {}),
         mae=('configs/ummae/mae_vit-base-p16_8xb512-amp-coslr-200e_'

@@ -186,6 +186,9 @@ def test_runner_tiny_grid_table_and_skip(elpv, tmp_path):
     for key in ('knn_test_acc', 'linear_test_acc', 'linear_test_f1'):
         assert 0 <= float(rows[0][key]) <= 100
     assert float(rows[0]['pretrain_wall_s']) > 0
+    # the cost a run's own processes spent, beside its wall time
+    assert 0 < float(rows[0]['pretrain_cpu_s'])
+    assert 'pre-training CPU (min)' in md
     assert (out / 'results.png').stat().st_size > 1000
     # the fine-tuning run started from the pre-training checkpoint, and
     # records the data it used

@@ -1,7 +1,8 @@
 """Tables and a plot from the finished runs of a study: ``results.csv``
 (one row per arm and seed), ``results.md`` (mean ± std over seeds, the lr
-selection, the runs and their wall times) and ``results.png`` (fine-tuned
-test accuracy against pre-training wall time, a point per arm and seed)."""
+selection, the runs and their CPU and wall times) and ``results.png``
+(fine-tuned test accuracy against pre-training CPU time, a point per arm and
+seed)."""
 import csv
 import json
 import os
@@ -16,7 +17,8 @@ from .plan import finetune_run, frozen_run, lrs_to_run, pretrain_run
 
 EVAL_TABLES = [('Fine-tuned', ''), ('kNN on frozen features', 'knn_'),
                ('Linear probe on frozen features', 'linear_')]
-COLUMNS = ['arm', 'seed', 'pretrain', 'pretrain_wall_s', 'lr', 'val_acc'] + [
+COLUMNS = ['arm', 'seed', 'pretrain', 'pretrain_wall_s', 'pretrain_cpu_s',
+           'lr', 'val_acc'] + [
     f'{prefix}test_{k}' for _, prefix in EVAL_TABLES
     for k in ('acc', 'bal_acc', 'f1')] + ['finetune_wall_s']
 
@@ -84,6 +86,8 @@ def collect(cfg: Config, runs_dir: str,
             res = pre and read_result(runs_dir, pre.name)
             row = dict(arm=arm['name'], seed=seed, pretrain=pre.name if pre
                        else 'none', pretrain_wall_s=res['wall_s'] if res
+                       else None if pre else 0.0,
+                       pretrain_cpu_s=res.get('cpu_s') if res
                        else None if pre else 0.0)
             if {'knn', 'linear'} & set(arm.evaluations):
                 res = read_result(runs_dir,
@@ -136,11 +140,13 @@ def _eval_tables(cfg: Config, rows: List[dict]) -> List[str]:
             continue
         lines += [f'## {group}: {title} (test split)', '',
                   '| arm | n | accuracy | balanced acc. | macro-F1 | '
-                  'pre-training wall (min) |', '|---|---|---|---|---|---|']
+                  'pre-training CPU (min) | pre-training wall (min) |',
+                  '|---|---|---|---|---|---|---|']
         lines += [f'| {a} | {len(rs)} | ' + ' | '.join(
             [mean_std([r[k] for r in rs]) for k in keys] + [mean_std(
-                [r['pretrain_wall_s'] and r['pretrain_wall_s'] / 60
-                 for r in rs])]) + ' |' for a, rs in done.items() if rs]
+                [r[t] and r[t] / 60 for r in rs]) for t in (
+                    'pretrain_cpu_s', 'pretrain_wall_s')]) + ' |'
+                  for a, rs in done.items() if rs]
         lines.append('')
     return lines
 
@@ -174,12 +180,12 @@ def markdown(cfg: Config, rows: List[dict], chosen: Dict[str, float],
             for x, values in accs.items())
         lines.append(f'| {name} | {", ".join(f"{x:g}" for x in accs)} | '
                      f'{cells} | {lr} |')
-    lines += ['', '## Runs', '', '| run | wall (s) | resumed |',
-              '|---|---|---|']
+    lines += ['', '## Runs', '', '| run | CPU (s) | wall (s) | resumed |',
+              '|---|---|---|---|']
     results = [read_result(cfg.runs_dir, name) for name in run_names]
-    lines += [f'| {name} | not run yet | |' if res is None else
-              f'| {name} | {res["wall_s"]:.0f} | '
-              f'{"yes" if res.get("resumed") else ""} |'
+    lines += [f'| {name} | not run yet | | |' if res is None else
+              f'| {name} | {res.get("cpu_s", float("nan")):.0f} | '
+              f'{res["wall_s"]:.0f} | {"yes" if res.get("resumed") else ""} |'
               for name, res in zip(run_names, results)]
     total = sum(res['wall_s'] for res in results if res)
     return '\n'.join(lines + [
@@ -194,12 +200,12 @@ def plot(rows: List[dict], path: str) -> None:
     fig = Figure(figsize=(6, 4), dpi=120)
     ax = fig.subplots()
     for i, arm in enumerate(dict.fromkeys(row['arm'] for row in rows)):
-        pts = [(r['pretrain_wall_s'] / 60, r['test_acc']) for r in rows
+        pts = [(r['pretrain_cpu_s'] / 60, r['test_acc']) for r in rows
                if r['arm'] == arm and r.get('test_acc') is not None
-               and r.get('pretrain_wall_s') is not None]
+               and r.get('pretrain_cpu_s') is not None]
         if pts:
             ax.scatter(*zip(*pts), label=arm, color=f'C{i % 10}', s=30)
-    ax.set(xlabel='pre-training wall time (min)',
+    ax.set(xlabel='pre-training CPU time (min)',
            ylabel='fine-tuned test accuracy (%)')
     ax.grid(alpha=0.3)
     if ax.collections:

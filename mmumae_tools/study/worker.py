@@ -9,6 +9,7 @@ import fcntl
 import json
 import os
 import os.path as osp
+import resource
 import sys
 import time
 from typing import Optional
@@ -122,6 +123,15 @@ def train_config(config: str, work_dir: str, **overrides) -> Runner:
     return runner
 
 
+def cpu_seconds() -> float:
+    """CPU time (user + system) of this process and its finished children
+    (the data-loader workers): the run's cost, whatever else the machine
+    runs."""
+    own, kids = (resource.getrusage(who) for who in (
+        resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def run_training(run: dict) -> dict:
     """Pre-train (the result names the last checkpoint), or fine-tune,
     evaluate on val and test and remove the checkpoints (unless
@@ -130,11 +140,12 @@ def run_training(run: dict) -> dict:
     overrides = {k: run[k] for k in keys if k in run}
     if run['kind'] != 'pretrain':
         overrides['backbone_init'] = run.get('pretrain_checkpoint')
-    work_dir, start = run['work_dir'], time.perf_counter()
+    work_dir, start, cpu = run['work_dir'], time.perf_counter(), cpu_seconds()
     result = dict(resumed=has_checkpoint(work_dir))
     runner = train_config(run['config'], work_dir, **overrides)
     hub = runner.message_hub
-    result.update(wall_s=time.perf_counter() - start, final_loss=float(
+    result.update(wall_s=time.perf_counter() - start,
+                  cpu_s=cpu_seconds() - cpu, final_loss=float(
         hub.get_scalar('train/loss').current())
         if 'train/loss' in hub.log_scalars else None)
     if run['kind'] == 'pretrain':

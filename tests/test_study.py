@@ -22,7 +22,7 @@ from mmumae_tools import elpv as prepare_elpv
 from mmumae_tools.study import features, worker
 from mmumae_tools.study.plan import (StudyError, data_fingerprint,
                                      load_study, plan_runs)
-from mmumae_tools.study.report import choose_lr
+from mmumae_tools.study.report import choose_lr, collect, markdown
 
 pytest.importorskip('elpv_dataset', reason='needs requirements/study.txt')
 ROOT = str(REPO)
@@ -200,6 +200,8 @@ def test_runner_tiny_grid_table_and_skip(elpv, tmp_path):
     result = json.loads((ft_dirs[0] / 'result.json').read_text())
     assert result['data_root'] == data
     assert result['data_fingerprint'] == data_fingerprint(data)
+    # whether it predicted one class only, on each split
+    assert {type(result[f'{s}_collapsed']) for s in ('val', 'test')} == {bool}
     # rerun: nothing is repeated
     again = _run(study)
     assert again.returncode == 0, again.stdout + again.stderr
@@ -673,6 +675,36 @@ def test_finetune_lr_ties_keep_the_first(tmp_path):
     assert chosen({5e-4: [70, 80], 1e-3: [75, 75], 2e-3: [80, 70]}) == 5e-4
     assert chosen({5e-4: [70, 70], 1e-3: [75, 75], 2e-3: [80, 71]}) == 2e-3
     assert chosen({5e-4: [60, 70], 1e-3: [70, 70], 2e-3: [70, 70]}) == 1e-3
+
+
+def test_a_collapsed_finetuning_is_a_failure_not_a_score(tmp_path):
+    """An lr whose validation run predicts one class is not chosen however
+    high its accuracy (the majority share); a test run that collapsed is
+    listed as failed with its settings and kept out of the means."""
+    data = tmp_path / 'data'
+    for part in ('train', 'val', 'test'):
+        (data / part / 'a').mkdir(parents=True)
+    cfg = load_study(_study(tmp_path, str(data), lr_grid=[2e-3, 5e-4],
+                            seeds=[0, 1, 2], lr_select_seeds=[0]))
+    arm = cfg.arms[0]
+    for run in plan_runs(cfg, {arm['name']: 5e-4}):
+        if run['kind'] != 'finetune':
+            continue
+        collapsed = run['lr'] == 2e-3 or run['seed'] == 1
+        os.makedirs(osp.join(cfg.runs_dir, run.name), exist_ok=True)
+        with open(osp.join(cfg.runs_dir, run.name, 'result.json'), 'w') as f:
+            json.dump(dict(wall_s=1.0, val_acc=68.8 if collapsed else 60.0,
+                           val_collapsed=run['lr'] == 2e-3,
+                           test_collapsed=collapsed, test_acc=68.8,
+                           test_bal_acc=50.0, test_f1=40.0), f)
+    assert choose_lr(cfg, arm, cfg.runs_dir) == 5e-4
+    rows = collect(cfg, cfg.runs_dir, {arm['name']: 5e-4})
+    assert [bool(r.get('collapsed')) for r in rows] == [False, True, False]
+    assert 'test_acc' not in rows[1]
+    md = markdown(cfg, rows, {arm['name']: 5e-4}, [])
+    assert '| ummae | 2 | 68.80 ± 0.00 |' in md  # seeds 0 and 2 only
+    assert 'collapsed to one class' in md and '| ummae | 1 |' in md
+    assert '0.002: collapsed' in md
 
 
 def test_set_epochs_stretches_the_schedule():

@@ -5,6 +5,7 @@ selection, the runs and their CPU and wall times) and ``results.png``
 seed)."""
 import csv
 import json
+import math
 import os
 import os.path as osp
 import statistics
@@ -20,7 +21,7 @@ EVAL_TABLES = [('Fine-tuned', ''), ('kNN on frozen features', 'knn_'),
 COLUMNS = ['arm', 'seed', 'pretrain', 'pretrain_wall_s', 'pretrain_cpu_s',
            'lr', 'val_acc'] + [
     f'{prefix}test_{k}' for _, prefix in EVAL_TABLES
-    for k in ('acc', 'bal_acc', 'f1')] + ['finetune_wall_s']
+    for k in ('acc', 'bal_acc', 'f1')] + ['finetune_wall_s', 'collapsed']
 
 
 _CORRUPT = set()  # result files already reported
@@ -51,10 +52,17 @@ def selection_accs(cfg: Config, arm: dict,
     """lr -> validation accuracy on each of the arm's selection seeds (None
     for a run not finished), smallest lr first; from ``runs_dir``, where
     another call (other ``--seeds``) may have done the selection runs."""
-    return {lr: [(read_result(runs_dir, finetune_run(
-        cfg, arm, s, pretrain_run(cfg, arm, s), lr).name) or {}).get(
-            'val_acc') for s in arm.lr_select_seeds]
-            for lr in sorted(arm.lr_grid)}
+    return {lr: [_val_acc(read_result(runs_dir, finetune_run(
+        cfg, arm, s, pretrain_run(cfg, arm, s), lr).name))
+        for s in arm.lr_select_seeds] for lr in sorted(arm.lr_grid)}
+
+
+def _val_acc(res: Optional[dict]) -> Optional[float]:
+    """A run's validation accuracy; -inf when it collapsed to one class
+    (never chosen while another lr does not)."""
+    if not res:
+        return None
+    return -math.inf if res.get('val_collapsed') else res.get('val_acc')
 
 
 def choose_lr(cfg: Config, arm: dict, runs_dir: str) -> Optional[float]:
@@ -99,7 +107,9 @@ def collect(cfg: Config, runs_dir: str,
                 cfg, arm, seed, pre, lr).name) if 'finetune' in \
                 arm.evaluations and lr in lrs_to_run(cfg, arm, seed,
                                                      chosen) else None
-            if res is not None:
+            if res is not None and res.get('test_collapsed'):
+                row.update(lr=lr, collapsed=True)  # a failure, not a score
+            elif res is not None:
                 row.update({k: res.get(k) for k in (
                     'val_acc', 'test_acc', 'test_bal_acc', 'test_f1')},
                     lr=lr, finetune_wall_s=res['wall_s'])
@@ -164,6 +174,13 @@ def markdown(cfg: Config, rows: List[dict], chosen: Dict[str, float],
                   f'{maj:.2f}%' if maj is not None else '—') + '. '
               'Mean ± sample std over the seeds that finished (n).', '']
     lines += _eval_tables(cfg, rows)
+    failed = [r for r in rows if r.get('collapsed')]
+    if failed:
+        lines += ['## Failed: fine-tuning collapsed to one class (not in the '
+                  'tables)', '', '| arm | seed | pre-training | lr |',
+                  '|---|---|---|---|'] + [
+            f'| {r["arm"]} | {r["seed"]} | {r["pretrain"]} | {r["lr"]:g} |'
+            for r in failed] + ['']
     lines += ['## Fine-tuning lr chosen on the validation split', '',
               '| arm | lr grid | val acc. per lr (selection seeds) | chosen |',
               '|---|---|---|---|']
@@ -176,7 +193,8 @@ def markdown(cfg: Config, rows: List[dict], chosen: Dict[str, float],
             continue
         accs = selection_accs(cfg, arm, cfg.runs_dir)
         cells = '; '.join(f'{x:g}: ' + '/'.join(
-            '…' if a is None else f'{a:.2f}' for a in values)
+            '…' if a is None else 'collapsed' if a == -math.inf
+            else f'{a:.2f}' for a in values)
             for x, values in accs.items())
         lines.append(f'| {name} | {", ".join(f"{x:g}" for x in accs)} | '
                      f'{cells} | {lr} |')

@@ -132,6 +132,15 @@ def cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
+@torch.no_grad()
+def predicted_classes(model: torch.nn.Module, loader) -> set:
+    """The classes a classifier predicts on ``loader``: one class for every
+    image is a collapse, not a result."""
+    model.eval()
+    return {int(sample.pred_label) for batch in loader
+            for sample in model.test_step(batch)}
+
+
 def run_training(run: dict) -> dict:
     """Pre-train (the result names the last checkpoint), or fine-tune,
     evaluate on val and test and remove the checkpoints (unless
@@ -157,6 +166,9 @@ def run_training(run: dict) -> dict:
     for split, metrics in (('val', runner.val()), ('test', runner.test())):
         result.update({f'{split}_{METRICS[k]}': float(v)
                        for k, v in metrics.items() if k in METRICS})
+        loader = getattr(runner, f'{split}_dataloader')
+        result[f'{split}_collapsed'] = len(predicted_classes(
+            runner.model, loader)) == 1
     for name in os.listdir(work_dir):
         if not run.get('keep_checkpoints') and (
                 name.endswith(CKPT_SUFFIX) or name == 'last_checkpoint'):

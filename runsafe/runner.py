@@ -246,19 +246,40 @@ class SafeRunner(Runner):
             self.work_dir_lock.release()
             self.work_dir_lock = None
 
+    def dump_config(self) -> None:
+        """mmengine's dump of the config into the work dir, deferred (with
+        a ``WorkDirHook``) from construction to :meth:`train` / :meth:`test`,
+        after the work dir's checks: a refused run does not replace the
+        config of the run that owns the work dir."""
+        if self.locks_work_dir and not getattr(self, 'checked_work_dir',
+                                               False):
+            return
+        super().dump_config()
+
+    def _checked_dump(self, training: bool) -> None:
+        if self.locks_work_dir and not getattr(self, 'checked_work_dir',
+                                               False):
+            WorkDirHook.check(self, WorkDirHook.keep_earlier_run(self) if
+                              training and self.rank == 0 else None)
+            self.checked_work_dir = True
+            self.dump_config()
+
     def train(self):
-        """Check the training and validation data, then train."""
+        """Check the training and validation data and the work dir (an
+        earlier run's checkpoints), dump the config, then train."""
         try:
             check_dataset_paths(self.cfg,
                                 ['train_dataloader', 'val_dataloader'])
+            self._checked_dump(training=True)
             return super().train()
         finally:
             self._release_work_dir()
 
     def test(self) -> dict:
-        """Check the test data, then test."""
+        """Check the test data, dump the config, then test."""
         try:
             check_dataset_paths(self.cfg, ['test_dataloader'])
+            self._checked_dump(training=False)
             return super().test()
         finally:
             self._release_work_dir()

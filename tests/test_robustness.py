@@ -299,18 +299,24 @@ def test_earlier_run_is_not_overwritten(tmp_path, data_dir):
     _train(cfg, '--work-dir', work_dir, '--cfg-options',
            'train_cfg.max_iters=2')
     before = {p.name: p.read_bytes() for p in work_dir.glob('iter_*.pth')}
+    dumped = (work_dir / 'mae_tiny.py').read_bytes()  # max_iters=2
 
     message = _error(train_tool, cfg, '--work-dir', work_dir)
     assert 'holds checkpoints of an earlier run' in message
     assert '--resume' in message and '--overwrite' in message
     assert {p.name: p.read_bytes()
             for p in work_dir.glob('iter_*.pth')} == before
+    # the refused run did not replace the earlier run's dumped config
+    assert (work_dir / 'mae_tiny.py').read_bytes() == dumped
 
     _train(cfg, '--work-dir', work_dir, '--overwrite')
     kept = list(work_dir.glob('previous_*'))
     assert len(kept) == 1
     assert {p.name: p.read_bytes()
             for p in kept[0].glob('iter_*.pth')} == before
+    # the earlier config moved with its checkpoints; the new run's is dumped
+    assert (kept[0] / 'mae_tiny.py').read_bytes() == dumped
+    assert (work_dir / 'mae_tiny.py').read_bytes() != dumped
     assert _iters(work_dir) == ['iter_1.pth']  # the new run's
     assert _pointer(work_dir) == 'iter_1.pth'
 

@@ -184,7 +184,7 @@ class WorkDirHook(Hook):
         """Keep (or refuse to overwrite) an earlier run: only a training
         run writes checkpoints, so evaluating in a work dir that holds them
         is fine."""
-        self.check(runner, self._keep_earlier_run(runner)
+        self.check(runner, self.keep_earlier_run(runner)
                    if runner.rank == 0 else None)
 
     def _take(self, runner) -> Optional[str]:
@@ -223,7 +223,12 @@ class WorkDirHook(Hook):
         takes it again."""
         self.release()
 
-    def _keep_earlier_run(self, runner) -> Optional[str]:
+    @staticmethod
+    def keep_earlier_run(runner) -> Optional[str]:
+        """Why a training run that does not resume may not start in a work
+        dir holding an earlier run's checkpoints (None: it may). With
+        ``overwrite=True`` they, and the earlier run's dumped config, are
+        moved to ``previous_<time>/`` first."""
         if runner.cfg.get('resume'):
             return None
         earlier = sorted(
@@ -232,6 +237,9 @@ class WorkDirHook(Hook):
             or (name.startswith('best_') and name.endswith('.pth')))
         if not earlier:
             return None
+        dumped = osp.basename(runner.cfg.filename or '')
+        if dumped and osp.isfile(osp.join(runner.work_dir, dumped)):
+            earlier.append(dumped)
         if not runner.cfg.get('overwrite'):
             return (f'{runner.work_dir} holds checkpoints of an earlier run '
                     f'({", ".join(earlier[:4])}): add --resume to continue '

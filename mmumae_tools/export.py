@@ -26,11 +26,13 @@ splits it), the 2x2 merge order of ``PatchMerging`` (mmpretrain's
 by position: ``reorder_merge``), timm's downsampling at the start of the
 next stage, and the last stage's ``norm{i}`` as the final norm.
 """
+import argparse
 import json
 import os.path as osp
 import re
+import sys
 from dataclasses import dataclass
-from typing import Dict, List, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 
@@ -445,6 +447,28 @@ def _check_keys(got: State, own: State, what: str) -> None:
             f'shape (e.g. {first}); {INSTALL} for the tested versions.')
 
 
-__all__ = ['ExportError', 'SwinArch', 'export_hf', 'export_timm',
+def export_cli(export: Callable, description: str, dst_help: str,
+               img_size_help: str, argv: Optional[List[str]] = None,
+               **window_arg) -> None:
+    """The command line of ``tools/model_converters/ummae_to_{timm,hf}.py``:
+    ``src dst [--img-size N] [--window-size ...]`` (``window_arg``: the
+    ``add_argument`` keywords of ``--window-size``), then
+    ``export(src, dst, img_size, window_size)``; an :class:`ExportError`
+    exits with status 1 and one ``error: ...`` line."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument('src', help='input mmumae checkpoint')
+    parser.add_argument('dst', help=dst_help)
+    parser.add_argument('--img-size', type=int, default=224,
+                        help=img_size_help)
+    parser.add_argument('--window-size', default=7, **window_arg)
+    args = parser.parse_args(argv)
+    try:
+        export(args.src, args.dst, args.img_size, args.window_size)
+    except ExportError as err:
+        print(f'error: {err}', file=sys.stderr)
+        sys.exit(1)
+
+
+__all__ = ['ExportError', 'export_cli', 'SwinArch', 'export_hf', 'export_timm',
            'read_swin', 'reorder_merge', 'swin_arch', 'timm_kwargs',
            'timm_layout', 'hf_layout', 'stage_maps', 'geometry_notes']

@@ -11,11 +11,9 @@ model name and arguments in its metadata), any other name with
 that loads it with ``load_state_dict(..., strict=True)``. A problem ends
 the process with one ``error: ...`` line and exit status 1.
 """
-import argparse
-import sys
 from typing import List, Optional
 
-from mmumae_tools.export import ExportError, export_timm
+from mmumae_tools.export import export_cli, export_timm
 
 
 def windows(text: str):
@@ -24,31 +22,17 @@ def windows(text: str):
     return parts[0] if len(parts) == 1 else parts
 
 
-def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    """Parse the command line (``argv`` defaults to ``sys.argv[1:]``)."""
-    parser = argparse.ArgumentParser(
-        description='Write a stock-Swin mmumae checkpoint (pre-training, '
-        'fine-tuned or backbone-only) as a state dict of timm\'s '
-        'SwinTransformer.')
-    parser.add_argument('src', help='input mmumae checkpoint')
-    parser.add_argument('dst', help='output file (.safetensors or .pth)')
-    parser.add_argument('--img-size', type=int, default=224,
-                        help='timm img_size (default: 224)')
-    parser.add_argument(
-        '--window-size', type=windows, default=7,
-        help='timm window_size: one int, or one per stage as 16,16,16,8; '
-        'bias tables of another window are resized by timm (default: 7)')
-    return parser.parse_args(argv)
-
-
 def main(argv: Optional[List[str]] = None) -> None:
     """Export; a problem exits with status 1 and one ``error:`` line."""
-    args = parse_args(argv)
-    try:
-        export_timm(args.src, args.dst, args.img_size, args.window_size)
-    except ExportError as err:
-        print(f'error: {err}', file=sys.stderr)
-        sys.exit(1)
+    export_cli(
+        export_timm, argv=argv,
+        description='Write a stock-Swin mmumae checkpoint (pre-training, '
+        'fine-tuned or backbone-only) as a state dict of timm\'s '
+        'SwinTransformer.',
+        dst_help='output file (.safetensors or .pth)',
+        img_size_help='timm img_size (default: 224)', type=windows,
+        help='timm window_size: one int, or one per stage as 16,16,16,8; '
+        'bias tables of another window are resized by timm (default: 7)')
 
 
 if __name__ == '__main__':

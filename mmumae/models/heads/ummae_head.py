@@ -40,7 +40,12 @@ class UMMAEPretrainHead(MAEPretrainHead):
             dict(patch_size="renamed to 'mask_patch_size'",
                  in_channels="renamed to 'img_channels'"))
         super().__init__(loss, norm_pix, mask_patch_size, img_channels)
-        self.mask_patch_size = mask_patch_size
+
+    @property
+    def mask_patch_size(self) -> int:
+        """Pixel size of a predicted patch: ``MAEPretrainHead``'s
+        ``patch_size``, which :class:`UMMAE` checks."""
+        return self.patch_size
 
     def patchify(self, imgs: Tensor) -> Tensor:
         """``(B, C, H, W)`` -> ``(B, H/p * W/p, p**2 * C)``, raster order."""

@@ -77,11 +77,7 @@ def choose_lr(cfg: Config, arm: dict, runs_dir: str) -> Optional[float]:
     accs = selection_accs(cfg, arm, runs_dir)
     if any(None in values for values in accs.values()):
         return None
-    best = None
-    for lr, values in accs.items():
-        if best is None or statistics.mean(values) > best[1]:
-            best = (lr, statistics.mean(values))
-    return best[0]
+    return max(accs, key=lambda lr: statistics.mean(accs[lr]))
 
 
 def collect(cfg: Config, runs_dir: str,

@@ -11,7 +11,8 @@ from mmumae.registry import MODELS
 from ..backbones import UMEncoderMixin
 from ..heads import UMMAEPretrainHead
 from ..necks import UMMAEPretrainDecoder
-from ..utils import check_patch_mask, check_uniform_mask, kept_patch_ids
+from ..utils import (check_patch_mask, check_uniform_mask, expand_patch_mask,
+                     kept_patch_ids)
 
 
 def stack_sample_field(data_samples: List[DataSample], key: str,
@@ -179,8 +180,7 @@ class UMMAE(BaseSelfSupervisor):
         grid = tuple(mask.shape[-2:])
 
         def pixels(m: Tensor) -> Tensor:
-            m = m.repeat_interleave(p, 1).repeat_interleave(p, 2)
-            return m[:, None].to(inputs.dtype)
+            return expand_patch_mask(m, p)[:, None].to(inputs.dtype)
 
         us = pixels(mask)
         sm = pixels(sm_mask)

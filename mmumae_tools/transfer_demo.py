@@ -140,9 +140,10 @@ def read_metrics(work_dir: str, keys: List[str]) -> Dict[str, float]:
 
 
 def count_steps(pretrain_reused: bool, with_random: bool) -> int:
-    """Pre-training (unless reused), its conversion, then per row:
-    fine-tune, convert, Mask R-CNN, UperNet."""
-    return (0 if pretrain_reused else 1) + 1 + 4 * (2 if with_random else 1)
+    """Pre-training (unless reused), its conversion, then fine-tune,
+    convert, Mask R-CNN, UperNet from it, and fine-tune, Mask R-CNN, UperNet
+    from random init (nothing to convert: its dense tasks start random)."""
+    return (0 if pretrain_reused else 1) + 1 + 4 + (3 if with_random else 0)
 
 
 def run_chain(work_dir: str, pretrain_dir: str,
@@ -186,10 +187,10 @@ def run_chain(work_dir: str, pretrain_dir: str,
                 if backbone else 'model.backbone.init_cfg=None'
             ], osp.join(run_dir, 'run.log'))
             rows[title].update(read_metrics(run_dir, keys))
-            if task == 'finetune':
-                ft = convert(last_checkpoint(run_dir), f'{row}_ft_backbone'
-                             '.pth', f'{row}: convert fine-tuned')
-                backbone = backbone and ft
+            if task == 'finetune' and backbone:  # the random row stays random
+                backbone = convert(last_checkpoint(run_dir),
+                                   f'{row}_ft_backbone.pth',
+                                   f'{row}: convert fine-tuned')
     lines = ['| start | IN-style top-1 | bbox mAP | segm mAP | mIoU |',
              '|---|---|---|---|---|'] + [
         f'| {name} | {m["accuracy/top1"]:.2f} | '

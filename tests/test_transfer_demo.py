@@ -62,8 +62,8 @@ def test_progress_reads_mmengine_log_lines():
 
 def test_steps_are_counted():
     """Pre-training (unless reused), its conversion, four steps per row."""
-    assert demo.count_steps(pretrain_reused=True, with_random=True) == 9
-    assert demo.count_steps(pretrain_reused=False, with_random=True) == 10
+    assert demo.count_steps(pretrain_reused=True, with_random=True) == 8
+    assert demo.count_steps(pretrain_reused=False, with_random=True) == 9
     assert demo.count_steps(pretrain_reused=True, with_random=False) == 5
 
 
@@ -186,11 +186,10 @@ def test_chain_commands_and_table(tmp_path, monkeypatch):
     text = demo.run_chain(str(tmp_path / 'w'), str(pre))
     labels = [label for label, _ in calls]
     assert labels == [
-        'step 1/9 convert pre-trained', 'step 2/9 ummae: finetune',
-        'step 3/9 ummae: convert fine-tuned', 'step 4/9 ummae: mask-rcnn',
-        'step 5/9 ummae: upernet', 'step 6/9 random: finetune',
-        'step 7/9 random: convert fine-tuned', 'step 8/9 random: mask-rcnn',
-        'step 9/9 random: upernet']
+        'step 1/8 convert pre-trained', 'step 2/8 ummae: finetune',
+        'step 3/8 ummae: convert fine-tuned', 'step 4/8 ummae: mask-rcnn',
+        'step 5/8 ummae: upernet', 'step 6/8 random: finetune',
+        'step 7/8 random: mask-rcnn', 'step 8/8 random: upernet']
     w = tmp_path / 'w'
     assert calls[0][1][-2:] == [str(pre / 'epoch_3.pth'),
                                 str(w / 'pretrain_backbone.pth')]

@@ -11,7 +11,7 @@ from mmengine.runner import Runner
 
 from runsafe import RunError, error_line
 
-__all__ = ['add_common_args', 'merge_common_args', 'run_tool']
+__all__ = ['add_common_args', 'merge_common_args', 'run_tool', 'build_runner']
 
 
 def add_common_args(parser: argparse.ArgumentParser) -> None:
@@ -50,6 +50,13 @@ def merge_common_args(cfg: Config, args: argparse.Namespace) -> Config:
     return cfg
 
 
+def build_runner(cfg: Config) -> Runner:
+    """The config's runner, as mmpretrain's ``tools/train.py`` builds it:
+    ``runner_type`` from ``RUNNERS``, else mmengine's ``Runner``."""
+    return RUNNERS.build(cfg) if 'runner_type' in cfg else \
+        Runner.from_cfg(cfg)
+
+
 def run_tool(args: argparse.Namespace, merge_args, mode: str):
     """Read ``args.config``, apply the command line with ``merge_args``,
     build the config's runner (``runner_type``, as mmpretrain's tools do)
@@ -61,8 +68,7 @@ def run_tool(args: argparse.Namespace, merge_args, mode: str):
     """
     try:
         cfg = merge_args(Config.fromfile(args.config), args)
-        runner = RUNNERS.build(cfg) if 'runner_type' in cfg \
-            else Runner.from_cfg(cfg)
+        runner = build_runner(cfg)
         return getattr(runner, mode)()
     except RunError as err:
         raise SystemExit(f'error: {error_line(err)}') from None

@@ -17,10 +17,12 @@ from typing import Optional
 import numpy as np
 import torch
 from mmengine.config import Config
-from mmengine.registry import RUNNERS, init_default_scope
+from mmengine.registry import init_default_scope
 from mmengine.runner import Runner, set_random_seed
 
 from runsafe import RunError, error_line
+
+from mmumae_tools.cli import build_runner
 from .features import evaluate_frozen, extract
 from .plan import data_fingerprint, resolve_config
 from .report import read_result
@@ -117,8 +119,7 @@ def train_config(config: str, work_dir: str, **overrides) -> Runner:
     cfg = study_config(config, work_dir, **overrides)
     if has_checkpoint(work_dir):
         cfg.resume, cfg.load_from = True, None
-    runner = RUNNERS.build(cfg) if 'runner_type' in cfg \
-        else Runner.from_cfg(cfg)
+    runner = build_runner(cfg)
     runner.train()
     return runner
 

@@ -18,10 +18,9 @@ import time
 
 import torch
 from mmengine.config import Config, DictAction
-from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
 
 from mmumae.engine.hooks import KNNProbeHook
+from mmumae_tools.cli import build_runner
 
 
 def _timed(fn):
@@ -49,8 +48,7 @@ def main() -> None:
                             if k != 'type'})
     cfg.custom_hooks = [h for h in cfg.custom_hooks if h not in hooks]
     cfg.work_dir = tempfile.mkdtemp(prefix='knn_cost_')
-    runner = RUNNERS.build(cfg) if 'runner_type' in cfg \
-        else Runner.from_cfg(cfg)
+    runner = build_runner(cfg)
     train = _timed(runner.train)
     score = _timed(lambda: probe.score(runner))
     print(f'machine: {platform.machine()}, {osp.basename(args.config)}, '

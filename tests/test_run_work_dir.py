@@ -16,7 +16,7 @@ from types import SimpleNamespace
 
 import pytest
 from tool_helpers import (MAE_ITERS, REPO, RUNTIME, load_tool, mae_model,
-                          write_image_folders)
+                          tool_error, write_image_folders)
 
 from runsafe import WorkDirHook, WorkDirLock
 
@@ -41,12 +41,7 @@ def _mae_cfg(tmp_path: Path, data_dir: Path) -> Path:
 
 def _error(*args) -> str:
     """The one line tools/train.py stops with (in this process)."""
-    with pytest.raises(SystemExit) as info:
-        train_tool.main([str(a) for a in args])
-    assert isinstance(info.value.code, str), info.value.code
-    assert info.value.code.startswith('error: ')
-    assert '\n' not in info.value.code
-    return info.value.code
+    return tool_error(train_tool, *args)
 
 
 def _permissions_apply() -> None:

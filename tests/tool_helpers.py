@@ -127,3 +127,15 @@ def plain_config(cfg):
     if isinstance(cfg, (list, tuple)):
         return [plain_config(v) for v in cfg]
     return cfg
+
+
+def tool_error(tool, *args) -> str:
+    """The one line a tool stops with: ``error: ...``, exit status text of
+    SystemExit, no traceback and no second line."""
+    import pytest
+    with pytest.raises(SystemExit) as info:
+        tool.main([str(a) for a in args])
+    assert isinstance(info.value.code, str), info.value.code
+    assert info.value.code.startswith('error: ')
+    assert '\n' not in info.value.code
+    return info.value.code
